@@ -1,0 +1,275 @@
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
+	"github.com/pgward/pgward/wal"
+)
+
+// Metadata keys stored with every WAL object.
+const (
+	// MetaSHA256 is the hex SHA-256 of the unsealed file. It lets a push
+	// compare content without the identity (hosts that archive hold only
+	// the public key) and lets a fetch verify what it wrote.
+	MetaSHA256 = "sha256"
+	// MetaSize is the unsealed size in bytes.
+	MetaSize = "size"
+)
+
+// ErrNotFound is returned (wrapped) by Fetch when the repository does not
+// hold the file. It wraps storage.ErrNotExist.
+var ErrNotFound = fmt.Errorf("WAL file not in the repository: %w", storage.ErrNotExist)
+
+// ErrConflict is returned (wrapped) by Push when the repository already
+// holds different content under the same name.
+var ErrConflict = errors.New("the repository already holds different content under this name")
+
+// Archive pushes and fetches the WAL of one repository cluster.
+type Archive struct {
+	Store  storage.Backend
+	Layout catalog.Layout
+	// Sealer seals pushed files; required by Push.
+	Sealer *seal.Sealer
+	// Opener unseals fetched files; required by Fetch.
+	Opener *seal.Opener
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+func (a *Archive) logger() *slog.Logger {
+	if a.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Logger
+}
+
+func (a *Archive) now() time.Time {
+	if a.Now == nil {
+		return time.Now()
+	}
+	return a.Now()
+}
+
+// PushResult says what Push did.
+type PushResult int
+
+// The outcomes of a successful Push.
+const (
+	Stored        PushResult = iota + 1 // the file was stored
+	AlreadyStored                       // identical content was already there
+)
+
+// Push seals the WAL file at path and stores it under its own name.
+//
+// Segments (and .partial files) are checked first: the name must match the
+// page header, and the system identifier must match the cluster's
+// cluster.json, which the first segment pushed creates. Pushing content
+// that is already stored succeeds without writing; different content under
+// the same name fails with ErrConflict and leaves the stored object alone.
+func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
+	name := filepath.Base(path)
+	fn, err := wal.ParseFileName(name)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open WAL file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	size := fi.Size()
+
+	var hdr wal.SegmentHeader
+	isSegment := fn.Kind == wal.KindSegment || fn.Kind == wal.KindPartial
+	if isSegment {
+		if hdr, err = wal.ReadSegmentHeader(io.NewSectionReader(f, 0, size)); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		if err := hdr.CheckName(name); err != nil {
+			return 0, err
+		}
+		if fn.Kind == wal.KindSegment && size != int64(hdr.SegmentSize) {
+			return 0, fmt.Errorf("%s is %d bytes, but its header gives a segment size of %d: the file is incomplete", path, size, hdr.SegmentSize)
+		}
+	}
+
+	// Hash the file, look for an existing object and read cluster.json at
+	// the same time: on object storage the round trips then cost nothing.
+	var (
+		sum                string
+		sumErr             error
+		existing, other    storage.ObjectInfo
+		existErr, otherErr error
+		info               catalog.ClusterInfo
+		infoErr            error
+	)
+	key := a.Layout.WALKey(name, a.Sealer.Suffix())
+	otherKey := a.Layout.WALKey(name, otherSuffix(a.Sealer.Suffix()))
+	done := make(chan struct{}, 4)
+	go func() { sum, sumErr = hashFile(f, size); done <- struct{}{} }()
+	go func() { existing, existErr = a.Store.Stat(ctx, key); done <- struct{}{} }()
+	go func() { other, otherErr = a.Store.Stat(ctx, otherKey); done <- struct{}{} }()
+	n := 3
+	if isSegment {
+		n++
+		go func() { info, infoErr = a.readClusterInfo(ctx); done <- struct{}{} }()
+	}
+	for range n {
+		<-done
+	}
+	if sumErr != nil {
+		return 0, fmt.Errorf("read %s: %w", path, sumErr)
+	}
+	log := a.logger().With("segment", name)
+
+	for _, o := range []struct {
+		info storage.ObjectInfo
+		err  error
+	}{{existing, existErr}, {other, otherErr}} {
+		if errors.Is(o.err, storage.ErrNotExist) {
+			continue
+		}
+		if o.err != nil {
+			return 0, fmt.Errorf("push %s: check for an existing copy: %w", name, o.err)
+		}
+		switch stored := o.info.Metadata[MetaSHA256]; {
+		case stored == sum:
+			log.Debug("already archived with identical content", "key", o.info.Key)
+			return AlreadyStored, nil
+		case stored == "":
+			return 0, fmt.Errorf("push %s: %s exists without a recorded checksum, so pgward cannot tell whether it matches; "+
+				"compare by hand and remove one of them: %w", name, o.info.Key, ErrConflict)
+		default:
+			return 0, fmt.Errorf("push %s: %s holds content with SHA-256 %s, this file has %s; nothing was overwritten. "+
+				"Two servers may be archiving into the same --cluster: %w", name, o.info.Key, short(stored), short(sum), ErrConflict)
+		}
+	}
+
+	if isSegment {
+		switch {
+		case errors.Is(infoErr, storage.ErrNotExist):
+			info = catalog.ClusterInfo{
+				Format: catalog.ClusterInfoFormat, SystemIdentifier: hdr.SystemIdentifier,
+				PGVersion: hdr.PGVersion, WALSegmentSize: hdr.SegmentSize, CreatedAt: a.now().UTC(),
+			}
+			if err := a.writeClusterInfo(ctx, info); err != nil {
+				return 0, err
+			}
+			a.logger().Info("repository cluster created", "cluster", a.Layout.Cluster,
+				"system_identifier", strconv.FormatUint(hdr.SystemIdentifier, 10), "pg_version", hdr.PGVersion)
+		case infoErr != nil:
+			return 0, infoErr
+		default:
+			if err := info.Check(a.Layout.Cluster, hdr.SystemIdentifier, hdr.SegmentSize); err != nil {
+				return 0, fmt.Errorf("push %s: %w", name, err)
+			}
+		}
+	}
+
+	start := time.Now()
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size)))
+	}()
+	meta := map[string]string{MetaSHA256: sum, MetaSize: strconv.FormatInt(size, 10)}
+	err = a.Store.Put(ctx, key, pr, -1, meta)
+	pr.CloseWithError(err) // unblocks the sealing goroutine if Put gave up early
+	if err != nil {
+		return 0, fmt.Errorf("push %s: %w", name, err)
+	}
+	log.Debug("segment archived", "key", key, "bytes", size, "duration", time.Since(start))
+	return Stored, nil
+}
+
+func (a *Archive) sealTo(w io.Writer, r io.Reader) error {
+	sw, err := a.Sealer.NewWriter(w)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(sw, r); err != nil {
+		sw.Close()
+		return fmt.Errorf("seal: %w", err)
+	}
+	return sw.Close()
+}
+
+func hashFile(f *os.File, size int64) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func otherSuffix(s string) string {
+	if s == seal.SuffixEncrypted {
+		return seal.SuffixPlain
+	}
+	return seal.SuffixEncrypted
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12] + "…"
+	}
+	return sum
+}
+
+// ClusterInfo reads the cluster's cluster.json. It returns an error
+// wrapping storage.ErrNotExist when nothing was pushed yet.
+func (a *Archive) ClusterInfo(ctx context.Context) (catalog.ClusterInfo, error) {
+	return a.readClusterInfo(ctx)
+}
+
+func (a *Archive) readClusterInfo(ctx context.Context) (catalog.ClusterInfo, error) {
+	key := a.Layout.ClusterInfoKey()
+	rc, _, err := a.Store.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return catalog.ClusterInfo{}, err
+		}
+		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	var info catalog.ClusterInfo
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&info); err != nil {
+		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	return info, nil
+}
+
+func (a *Archive) writeClusterInfo(ctx context.Context, info catalog.ClusterInfo) error {
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	key := a.Layout.ClusterInfoKey()
+	if err := a.Store.Put(ctx, key, bytesReader(b), int64(len(b)), nil); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+// Package catalog owns the repository's key layout: where each cluster's
+// WAL, history files and metadata live, and the cluster.json record that
+// ties a repository directory to one PostgreSQL system.
+package catalog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// DefaultCluster is the cluster name used when none is given.
+const DefaultCluster = "main"
+
+// ValidateClusterName checks a cluster name: 1–63 characters of letters,
+// digits, '-', '_' and '.', not starting with '.' or '-'.
+func ValidateClusterName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("invalid cluster name %q: want 1 to 63 characters", name)
+	}
+	for i, c := range []byte(name) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' ||
+			(i > 0 && (c == '-' || c == '.'))
+		if !ok {
+			return fmt.Errorf("invalid cluster name %q: use letters, digits, '-', '_' and '.', starting with a letter, digit or '_'", name)
+		}
+	}
+	return nil
+}
+
+// Layout maps names to object keys for one cluster.
+type Layout struct {
+	Cluster string
+}
+
+// WALPrefix is the key prefix of the cluster's WAL objects.
+func (l Layout) WALPrefix() string { return l.Cluster + "/wal/" }
+
+// WALKey is the key of WAL file name (a segment, .partial, .history or
+// .backup file) sealed with the given suffix.
+func (l Layout) WALKey(name, suffix string) string { return l.WALPrefix() + name + suffix }
+
+// ClusterInfoKey is the key of the cluster's cluster.json.
+func (l Layout) ClusterInfoKey() string { return l.Cluster + "/cluster.json" }
+
+// ClusterInfoFormat is the version of the cluster.json format.
+const ClusterInfoFormat = 1
+
+// ClusterInfo is cluster.json: written once, by the first push, and
+// checked by every later one. It is stored unsealed: it holds nothing
+// secret and monitoring reads it without a key.
+type ClusterInfo struct {
+	Format           int       `json:"format"`
+	SystemIdentifier uint64    `json:"-"`
+	PGVersion        int       `json:"pg_version"`
+	WALSegmentSize   uint32    `json:"wal_segment_size"`
+	CreatedAt        time.Time `json:"created_at"`
+}
+
+// The system identifier is written as a string: it is a 64-bit number
+// that JSON tools (jq, JavaScript) would round.
+
+// MarshalJSON implements json.Marshaler.
+func (c ClusterInfo) MarshalJSON() ([]byte, error) {
+	type plain ClusterInfo // without methods, to avoid recursion
+	return json.Marshal(struct {
+		plain
+		SystemIdentifier string `json:"system_identifier"`
+	}{plain(c), strconv.FormatUint(c.SystemIdentifier, 10)})
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (c *ClusterInfo) UnmarshalJSON(b []byte) error {
+	type plain ClusterInfo
+	var v struct {
+		plain
+		SystemIdentifier string `json:"system_identifier"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	id, err := strconv.ParseUint(v.SystemIdentifier, 10, 64)
+	if err != nil {
+		return fmt.Errorf("system_identifier %q: %w", v.SystemIdentifier, err)
+	}
+	*c = ClusterInfo(v.plain)
+	c.SystemIdentifier = id
+	if c.Format != ClusterInfoFormat {
+		return fmt.Errorf("cluster.json format %d is not supported by this pgward (it reads format %d): upgrade pgward", c.Format, ClusterInfoFormat)
+	}
+	return nil
+}
+
+// ErrOtherSystem is returned (wrapped) when WAL from one PostgreSQL system
+// meets a repository cluster that belongs to another.
+var ErrOtherSystem = errors.New("WAL belongs to a different PostgreSQL system")
+
+// Check reports whether WAL described by sysid and segSize may join this
+// cluster.
+func (c ClusterInfo) Check(cluster string, sysid uint64, segSize uint32) error {
+	if c.SystemIdentifier != sysid {
+		return fmt.Errorf("%w: the segment's system identifier is %d, but repository cluster %q belongs to system %d; "+
+			"a restored copy must archive under its own --cluster name", ErrOtherSystem, sysid, cluster, c.SystemIdentifier)
+	}
+	if c.WALSegmentSize != segSize {
+		return fmt.Errorf("segment size %d differs from the %d recorded for cluster %q", segSize, c.WALSegmentSize, cluster)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+// Command pgward archives PostgreSQL WAL and restores it: compressed and
+// encrypted, into a local directory or S3-compatible object storage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+// Exit statuses. wal-fetch must exit above 125 on real errors: PostgreSQL
+// reads any lower status from restore_command as "file not available",
+// ends recovery and promotes.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitNotFound = 1
+	exitFatal    = 255
+)
+
+// exitError carries an exit status out of an action.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+func withStatus(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &statusError{code: code, err: err}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		if se.err != errSilent {
+			fmt.Fprintf(stderr, "pgward: %v\n", se.err)
+		}
+		return se.code
+	}
+	fmt.Fprintf(stderr, "pgward: %v\n", err)
+	return exitError
+}
+
+// errSilent ends a command with a status but no message (it was printed).
+var errSilent = errors.New("")
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", ""
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			return "dev-" + rev[:12] + dirty
+		}
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "pgward",
+		Usage:   "archive PostgreSQL WAL, compressed and encrypted, and fetch it back for recovery",
+		Version: buildVersion(),
+		Description: `pgward stores PostgreSQL WAL in a repository: a local directory (file:///path)
+or an S3-compatible bucket (s3://bucket/prefix). Every object is compressed
+with zstd and encrypted with age to X25519 recipients; the database host needs
+only the public key (recipient), restore hosts hold the identity (secret key).
+
+Every global option is also an environment variable and a key of the YAML
+file given with --config; a flag beats the environment, which beats the file.
+
+In postgresql.conf:
+   archive_mode = on
+   archive_command = 'pgward --config /etc/pgward.yaml wal-push %p'
+and for recovery:
+   restore_command = 'pgward --config /etc/pgward.yaml wal-fetch %f %p'
+
+Start with:  pgward keys generate --output /secure/place/pgward.key`,
+		Flags:                globalFlags(),
+		Before:               loadConfigFile,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		Commands: []*cli.Command{
+			walPushCommand(),
+			walFetchCommand(),
+			walPrefetchCommand(),
+			keysCommand(),
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
+	}
+}

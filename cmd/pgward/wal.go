@@ -1,0 +1,222 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/wal"
+)
+
+func walPushCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wal-push",
+		Usage:     "store one WAL file (PostgreSQL's archive_command)",
+		ArgsUsage: "WAL_FILE_PATH",
+		Description: `Compresses, encrypts and stores one WAL segment, .partial, .history or .backup
+file under its own name. Use it as PostgreSQL's archive_command:
+
+   archive_command = 'pgward --config /etc/pgward.yaml wal-push %p'
+
+Exit status 0 means the file is safely stored: written completely and synced,
+or already stored with identical content. Different content already stored
+under the same name is an error and nothing is overwritten. The first segment
+pushed records the system identifier in <cluster>/cluster.json; segments from
+any other PostgreSQL system are refused.
+
+Needs a recipient (--recipient / PGWARD_RECIPIENT) or --no-encryption.`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("wal-push takes one argument, the WAL file path (%%p), got %d", c.NArg())
+			}
+			s := settingsFrom(c)
+			log, err := s.logger(c.App.ErrWriter)
+			if err != nil {
+				return err
+			}
+			sealer, err := s.sealer()
+			if err != nil {
+				return err
+			}
+			store, layout, err := s.openRepo()
+			if err != nil {
+				return err
+			}
+			a := &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log}
+			_, err = a.Push(c.Context, c.Args().First())
+			return err
+		},
+	}
+}
+
+// Defaults for wal-fetch.
+const defaultPrefetch = 8
+
+func walFetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wal-fetch",
+		Usage:     "fetch one WAL file for recovery (PostgreSQL's restore_command)",
+		ArgsUsage: "WAL_FILE_NAME DESTINATION_PATH",
+		Description: `Fetches WAL file %f from the repository, decrypts and decompresses it, checks
+it against the checksum stored with it, and writes it to %p. Use it as
+PostgreSQL's restore_command:
+
+   restore_command = 'pgward --config /etc/pgward.yaml wal-fetch %f %p'
+
+Exit status: 0 when the file was written; 1 when the repository does not hold
+it (PostgreSQL then ends recovery); 255 on any real error (storage unreachable,
+wrong key, corrupt object), which makes PostgreSQL stop instead of promoting at
+the wrong point. A partial file is never left at the destination.
+
+While PostgreSQL replays one segment, the next --prefetch segments are fetched
+in parallel by a background pgward into --spool-dir, and later calls are
+served from there.
+
+Reading encrypted objects needs --identity-file / PGWARD_IDENTITY_FILE.`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"PGWARD_PREFETCH"}, Value: defaultPrefetch, Usage: "fetch up to `N` following segments ahead, in parallel (0 turns prefetching off)"},
+			&cli.StringFlag{Name: "spool-dir", EnvVars: []string{"PGWARD_SPOOL_DIR"}, Usage: "keep prefetched segments in `DIR` (default: .pgward-prefetch next to the destination, inside pg_wal)"},
+		},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error { return withStatus(exitFatal, err) },
+		Action: func(c *cli.Context) error {
+			// Every failure but "not in the repository" must exit above 125.
+			return withStatus(exitFatal, walFetch(c))
+		},
+	}
+}
+
+func walFetch(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return fmt.Errorf("wal-fetch takes two arguments, the WAL file name (%%f) and the destination path (%%p), got %d", c.NArg())
+	}
+	name, dest := c.Args().Get(0), c.Args().Get(1)
+	fn, err := wal.ParseFileName(name)
+	if err != nil {
+		return err
+	}
+	prefetch := c.Int("prefetch")
+	if prefetch < 0 || prefetch > 256 {
+		return fmt.Errorf("--prefetch %d: want 0 to 256", prefetch)
+	}
+	s := settingsFrom(c)
+	log, err := s.logger(c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	opener, err := s.opener()
+	if err != nil {
+		return err
+	}
+	store, layout, err := s.openRepo()
+	if err != nil {
+		return err
+	}
+	a := &archive.Archive{Store: store, Layout: layout, Opener: opener, Logger: log}
+
+	if fn.Kind != wal.KindSegment || prefetch == 0 {
+		return fetchOrNotFound(a.Fetch(c.Context, name, dest))
+	}
+	spool := archive.Spool{Dir: c.String("spool-dir")}
+	if spool.Dir == "" {
+		spool.Dir = filepath.Join(filepath.Dir(dest), ".pgward-prefetch")
+	}
+	took, err := spool.Take(name, dest)
+	if err != nil {
+		return err
+	}
+	if !took {
+		if err := a.Fetch(c.Context, name, dest); err != nil {
+			return fetchOrNotFound(err)
+		}
+	}
+	// The segment is in place; recovery can go on. Keep the window ahead
+	// of it full. A failure here only costs speed, never correctness.
+	fi, err := os.Stat(dest)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	if err := spool.Want(name); err != nil {
+		log.Warn("prefetch disabled", "err", err)
+		return nil
+	}
+	if !spool.Busy() {
+		if err := startPrefetcher(s, spool, prefetch, fi.Size()); err != nil {
+			log.Warn("prefetch disabled", "err", err)
+		}
+	}
+	return nil
+}
+
+// fetchOrNotFound maps "not in the repository" to exit status 1, which
+// PostgreSQL reads as the end of the archive.
+func fetchOrNotFound(err error) error {
+	if errors.Is(err, archive.ErrNotFound) {
+		return withStatus(exitNotFound, errSilent)
+	}
+	return err
+}
+
+// startPrefetcher starts a detached `pgward wal-prefetch`, which outlives
+// this call: PostgreSQL waits for restore_command to exit before replaying.
+// Settings travel in the environment, never on the command line.
+func startPrefetcher(s settings, spool archive.Spool, count int, segSize int64) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(spool.Dir, "prefetch.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(exe, "wal-prefetch", "--spool-dir", spool.Dir,
+		"--prefetch", strconv.Itoa(count), "--segment-size", strconv.FormatInt(segSize, 10))
+	cmd.Env = append(os.Environ(), s.env()...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+func walPrefetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "wal-prefetch",
+		Usage:  "fill wal-fetch's prefetch spool (started by wal-fetch)",
+		Hidden: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "spool-dir", Required: true},
+			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch},
+			&cli.Int64Flag{Name: "segment-size", Value: wal.DefaultSegmentSize},
+		},
+		Action: func(c *cli.Context) error {
+			segSize := c.Int64("segment-size")
+			if segSize > wal.MaxSegmentSize || !wal.ValidSegmentSize(uint32(segSize)) {
+				return fmt.Errorf("invalid --segment-size %d", segSize)
+			}
+			s := settingsFrom(c)
+			log, err := s.logger(c.App.ErrWriter)
+			if err != nil {
+				return err
+			}
+			opener, err := s.opener()
+			if err != nil {
+				return err
+			}
+			store, layout, err := s.openRepo()
+			if err != nil {
+				return err
+			}
+			a := &archive.Archive{Store: store, Layout: layout, Opener: opener, Logger: log}
+			return a.Prefetch(c.Context, archive.Spool{Dir: c.String("spool-dir")}, c.Int("prefetch"), uint32(segSize))
+		},
+	}
+}
