@@ -75,7 +75,7 @@ func ParseSegmentHeader(b []byte) (SegmentHeader, error) {
 	if h.BlockSize == 0 || h.BlockSize&(h.BlockSize-1) != 0 || h.BlockSize > 1<<16 {
 		return h, fmt.Errorf("%w: header gives block size %d", ErrNotSegment, h.BlockSize)
 	}
-	if h.Magic&0xFF00 != 0xD000 {
+	if h.Magic>>12 != 0xD { // every XLOG_PAGE_MAGIC so far is 0xDxxx
 		return h, fmt.Errorf("%w: unknown page magic %04X", ErrNotSegment, h.Magic)
 	}
 	if uint64(h.PageAddr)%uint64(h.SegmentSize) != 0 {

@@ -70,15 +70,6 @@ func mustParseHeader(t *testing.T, b []byte) wal.SegmentHeader {
 	return h
 }
 
-// skipIfMagicBug skips tests whose header uses a PostgreSQL 12+ page magic
-// (0xD1xx), which ParseSegmentHeader currently rejects.
-func skipIfMagicBug(t *testing.T, magic uint16) {
-	t.Helper()
-	if magic&0xFF00 != 0xD000 {
-		knownBug(t, "ParseSegmentHeader rejects page magic %04X: its check Magic&0xFF00 != 0xD000 only lets 0xD0xx (PostgreSQL 10 and 11) through", magic)
-	}
-}
-
 func TestHeaderLayout(t *testing.T) {
 	// Guard the hand-built layout against accidental edits.
 	b := validHeader().bytes()
@@ -166,7 +157,6 @@ func TestParseSegmentHeader(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ph := validHeader()
 			tc.modify(&ph)
-			skipIfMagicBug(t, ph.magic)
 			got, err := wal.ParseSegmentHeader(ph.bytes())
 			if err != nil {
 				t.Fatalf("ParseSegmentHeader error: %v", err)
@@ -195,7 +185,6 @@ func TestParseSegmentHeaderVersions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("PG%d", tc.want), func(t *testing.T) {
-			skipIfMagicBug(t, tc.magic)
 			ph := validHeader()
 			ph.magic = tc.magic
 			h := mustParseHeader(t, ph.bytes())
@@ -210,7 +199,6 @@ func TestParseSegmentHeaderVersions(t *testing.T) {
 }
 
 func TestParseSegmentHeaderLongerInput(t *testing.T) {
-	skipIfMagicBug(t, pg15Magic)
 	// A whole first page: only the first 40 bytes matter.
 	page := make([]byte, 8192)
 	copy(page, validHeader().bytes())
@@ -229,100 +217,94 @@ func TestParseSegmentHeaderErrors(t *testing.T) {
 		name    string
 		input   func() []byte
 		wantMsg string
-		// needsMagicFix marks cases whose intended error is masked by the
-		// page magic bug (see skipIfMagicBug).
-		needsMagicFix bool
 	}{
-		{"nil", func() []byte { return nil }, "shorter than a page header", false},
-		{"empty", func() []byte { return []byte{} }, "shorter than a page header", false},
-		{"one byte short", func() []byte { return valid[:wal.LongHeaderSize-1] }, "shorter than a page header", false},
-		{"short page header", func() []byte { return valid[:24] }, "shorter than a page header", false},
-		{"zeros", func() []byte { return make([]byte, wal.LongHeaderSize) }, "no long header", false},
+		{"nil", func() []byte { return nil }, "shorter than a page header"},
+		{"empty", func() []byte { return []byte{} }, "shorter than a page header"},
+		{"one byte short", func() []byte { return valid[:wal.LongHeaderSize-1] }, "shorter than a page header"},
+		{"short page header", func() []byte { return valid[:24] }, "shorter than a page header"},
+		{"zeros", func() []byte { return make([]byte, wal.LongHeaderSize) }, "no long header"},
 		{"no long header bit", func() []byte {
 			h := validHeader()
 			h.info = 0x0005
 			return h.bytes()
-		}, "no long header", false},
+		}, "no long header"},
 		{"segment size zero", func() []byte {
 			h := validHeader()
 			h.segSize = 0
 			return h.bytes()
-		}, "segment size 0", false},
+		}, "segment size 0"},
 		{"segment size not power of two", func() []byte {
 			h := validHeader()
 			h.segSize = 24 * mib
 			return h.bytes()
-		}, "segment size", false},
+		}, "segment size"},
 		{"segment size too small", func() []byte {
 			h := validHeader()
 			h.segSize = 512 << 10
 			h.pageAddr = 0
 			return h.bytes()
-		}, "segment size", false},
+		}, "segment size"},
 		{"segment size too large", func() []byte {
 			h := validHeader()
 			h.segSize = 2 * gib
 			h.pageAddr = 0
 			return h.bytes()
-		}, "segment size", false},
+		}, "segment size"},
 		{"segment size big-endian", func() []byte {
 			h := validHeader()
 			h.segSize = 0x00000001 // 16 MiB byte-swapped
 			return h.bytes()
-		}, "segment size", false},
+		}, "segment size"},
 		{"block size zero", func() []byte {
 			h := validHeader()
 			h.blockSize = 0
 			return h.bytes()
-		}, "block size", false},
+		}, "block size"},
 		{"block size not power of two", func() []byte {
 			h := validHeader()
 			h.blockSize = 3000
 			return h.bytes()
-		}, "block size", false},
+		}, "block size"},
 		{"block size too large", func() []byte {
 			h := validHeader()
 			h.blockSize = 1 << 17
 			return h.bytes()
-		}, "block size", false},
+		}, "block size"},
 		{"bad magic", func() []byte {
 			h := validHeader()
 			h.magic = 0x1234
 			return h.bytes()
-		}, "unknown page magic 1234", false},
+		}, "unknown page magic 1234"},
 		{"zero magic", func() []byte {
 			h := validHeader()
 			h.magic = 0
 			return h.bytes()
-		}, "unknown page magic", false},
+		}, "unknown page magic"},
 		{"page address inside segment", func() []byte {
 			h := validHeader()
 			h.pageAddr = 3*16*mib + 8192
 			return h.bytes()
-		}, "not at a segment boundary", true},
+		}, "not at a segment boundary"},
 		{"page address off by one", func() []byte {
 			h := validHeader()
 			h.pageAddr = 16*mib - 1
 			return h.bytes()
-		}, "not at a segment boundary", true},
+		}, "not at a segment boundary"},
 		{"page address aligned to smaller segment", func() []byte {
 			h := validHeader()
 			h.segSize = 64 * mib
 			h.pageAddr = 16 * mib
 			return h.bytes()
-		}, "not at a segment boundary", true},
+		}, "not at a segment boundary"},
 		{"page address inside segment pg11", func() []byte {
 			h := validHeader()
 			h.magic = 0xD098
 			h.pageAddr = 3*16*mib + 8192
 			return h.bytes()
-		}, "not at a segment boundary", false},
+		}, "not at a segment boundary"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.needsMagicFix {
-				skipIfMagicBug(t, pg15Magic)
-			}
 			_, err := wal.ParseSegmentHeader(tc.input())
 			if err == nil {
 				t.Fatal("ParseSegmentHeader succeeded, want error")
@@ -338,7 +320,6 @@ func TestParseSegmentHeaderErrors(t *testing.T) {
 }
 
 func TestReadSegmentHeader(t *testing.T) {
-	skipIfMagicBug(t, pg15Magic)
 	data := append(validHeader().bytes(), make([]byte, 100)...)
 	tests := []struct {
 		name string
@@ -364,7 +345,6 @@ func TestReadSegmentHeader(t *testing.T) {
 }
 
 func TestReadSegmentHeaderConsumesOnlyHeader(t *testing.T) {
-	skipIfMagicBug(t, pg15Magic)
 	data := append(validHeader().bytes(), "rest"...)
 	r := bytes.NewReader(data)
 	if _, err := wal.ReadSegmentHeader(r); err != nil {
@@ -467,7 +447,6 @@ func TestCheckNameRejectsNonSegmentNames(t *testing.T) {
 		SegmentSize: 16 * mib, BlockSize: 8192}
 	for _, name := range []string{"00000001.history", "00000002.history"} {
 		t.Run(name, func(t *testing.T) {
-			knownBug(t, "CheckName accepts a history file name as segment 0 (LogID and Seg are zero)")
 			if err := h.CheckName(name); err == nil {
 				t.Errorf("CheckName(%q) succeeded for a header of segment 0, want error", name)
 			}
@@ -492,7 +471,6 @@ func TestCheckNameMessage(t *testing.T) {
 }
 
 func TestParseThenCheckName(t *testing.T) {
-	skipIfMagicBug(t, pg15Magic)
 	h := mustParseHeader(t, validHeader().bytes())
 	if err := h.CheckName("000000010000000000000003"); err != nil {
 		t.Errorf("CheckName of matching name: %v", err)

@@ -29,7 +29,8 @@ func ParseHistory(r io.Reader) ([]HistoryEntry, error) {
 		}
 		fields := strings.SplitN(text, "\t", 3)
 		if len(fields) < 2 {
-			fields = strings.Fields(text)
+			// Not tab-separated: split on the first two runs of blanks.
+			fields = splitBlanks(text, 3)
 			if len(fields) < 2 {
 				return nil, fmt.Errorf("history line %d: want \"timeline<TAB>switch LSN<TAB>reason\"", line)
 			}
@@ -55,4 +56,22 @@ func ParseHistory(r io.Reader) ([]HistoryEntry, error) {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	return out, nil
+}
+
+// splitBlanks splits s at runs of spaces or tabs into at most n fields.
+func splitBlanks(s string, n int) []string {
+	var out []string
+	for len(out) < n-1 {
+		s = strings.TrimLeft(s, " \t")
+		i := strings.IndexAny(s, " \t")
+		if i < 0 {
+			break
+		}
+		out = append(out, s[:i])
+		s = s[i:]
+	}
+	if s = strings.TrimSpace(s); s != "" {
+		out = append(out, s)
+	}
+	return out
 }

@@ -128,6 +128,14 @@ func ParseFileName(name string) (FileName, error) {
 // file name for segSize, or an error when the name cannot exist at that
 // segment size.
 func (f FileName) SegmentNo(segSize uint32) (uint64, error) {
+	if !ValidSegmentSize(segSize) {
+		return 0, fmt.Errorf("invalid wal_segment_size %d: want a power of two from 1 MiB to 1 GiB", segSize)
+	}
+	switch f.Kind {
+	case KindSegment, KindPartial, KindBackup:
+	default:
+		return 0, fmt.Errorf("a %s has no segment number", f.Kind)
+	}
 	per := segmentsPerID(segSize)
 	if uint64(f.Seg) >= per {
 		return 0, fmt.Errorf("segment part %08X is too large for wal_segment_size %d", f.Seg, segSize)
@@ -174,6 +182,9 @@ func NextSegmentName(name string, segSize uint32) (string, error) {
 	no, err := f.SegmentNo(segSize)
 	if err != nil {
 		return "", err
+	}
+	if no+1 >= (1<<32)*segmentsPerID(segSize) {
+		return "", fmt.Errorf("%s is the last segment of the WAL address space", name)
 	}
 	return SegmentName(f.Timeline, no+1, segSize), nil
 }

@@ -14,13 +14,6 @@ const (
 	gib = 1 << 30
 )
 
-// knownBug skips a test that exposes a bug in the package under test.
-// Delete the call once the bug is fixed so the test guards the fix.
-func knownBug(t *testing.T, format string, args ...any) {
-	t.Helper()
-	t.Skipf("KNOWN BUG: "+format, args...)
-}
-
 func TestLSNString(t *testing.T) {
 	tests := []struct {
 		name string
@@ -453,7 +446,6 @@ func TestFileNameSegmentNoInvalidSize(t *testing.T) {
 	f := mustParseFileName(t, "000000010000000000000001")
 	for _, size := range []uint32{0, 3, 512 << 10, 2 * gib} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			knownBug(t, "FileName.SegmentNo does not reject invalid segment sizes (size 0 panics with integer divide by zero, others return a number)")
 			got, err := f.SegmentNo(size)
 			if err == nil {
 				t.Errorf("SegmentNo(%d) = %d, want error for invalid segment size", size, got)
@@ -544,7 +536,6 @@ func TestNextSegmentNameEndOfWAL(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			knownBug(t, "NextSegmentName of the last segment returns the 25-character name \"0000000110000000000000000\" and no error")
 			got, err := wal.NextSegmentName(tc.in, tc.segSize)
 			if err == nil {
 				t.Errorf("NextSegmentName(%q, %d) = %q, want error", tc.in, tc.segSize, got)

@@ -28,7 +28,7 @@ const (
 	exitFatal    = 255
 )
 
-// exitError carries an exit status out of an action.
+// statusError carries an exit status out of an action.
 type statusError struct {
 	code int
 	err  error
@@ -37,9 +37,11 @@ type statusError struct {
 func (e *statusError) Error() string { return e.err.Error() }
 func (e *statusError) Unwrap() error { return e.err }
 
+// withStatus gives err the exit status code, unless it already has one.
 func withStatus(code int, err error) error {
-	if err == nil {
-		return nil
+	var se *statusError
+	if err == nil || errors.As(err, &se) {
+		return err
 	}
 	return &statusError{code: code, err: err}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"strings"
 
@@ -74,7 +75,10 @@ func ParseURL(raw string) (bucket, prefix string, err error) {
 	if u.Host == "" {
 		return "", "", fmt.Errorf("repository URL %q has no bucket: use s3://bucket/prefix", raw)
 	}
-	if u.RawQuery != "" || u.User != nil {
+	if u.User != nil {
+		return "", "", fmt.Errorf("repository URL %q holds credentials: put them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead", u.Redacted())
+	}
+	if u.RawQuery != "" {
 		return "", "", fmt.Errorf("repository URL %q: put credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and settings in --s3-* flags, not in the URL", raw)
 	}
 	return u.Host, strings.Trim(u.Path, "/"), nil
@@ -285,6 +289,16 @@ func translate(err error) error {
 		return fmt.Errorf("bucket %q does not exist: create it first: %w", resp.BucketName, err)
 	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch":
 		return fmt.Errorf("access denied: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket policy: %w", err)
+	}
+	var netErr *net.OpError
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		if u, perr := url.Parse(urlErr.URL); perr == nil {
+			return fmt.Errorf("cannot reach S3 endpoint %s (check --s3-endpoint, --s3-insecure and that the server is up): %w", u.Host, err)
+		}
+	}
+	if errors.As(err, &netErr) {
+		return fmt.Errorf("cannot reach S3 endpoint (check --s3-endpoint, --s3-insecure and that the server is up): %w", err)
 	}
 	return err
 }
