@@ -1,0 +1,51 @@
+# pgward: the two commands a newcomer needs are `make demo` and `make test`.
+GO        ?= go
+CACHE     ?= $(HOME)/.cache/pgward
+VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+export PGWARD_MINIO_BIN := $(CACHE)/bin/minio
+export PGWARD_CACHE     := $(CACHE)
+
+.PHONY: build deps demo test unit e2e bench fuzz lint clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/pgward ./cmd/pgward
+
+deps:
+	scripts/install-deps.sh all
+
+# A scratch cluster archiving through pgward into a local repository, a base
+# backup, and a recovery that shows the rows came back.
+demo:
+	scripts/install-deps.sh pg
+	$(MAKE) --no-print-directory build
+	scripts/demo.sh
+
+# Everything CI runs: vet, unit tests (with the S3 backend against MinIO),
+# and the end-to-end tests against real PostgreSQL 15 and MinIO. Skips are
+# failures here (PGWARD_TEST_REQUIRE=1).
+test: deps lint unit e2e
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
+
+unit:
+	PGWARD_TEST_REQUIRE=1 $(GO) test -race -count=1 ./...
+
+e2e:
+	PGWARD_TEST_REQUIRE=1 $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+
+# Throughput of the seal pipeline and of the real binary, one process per
+# segment as PostgreSQL calls it, into a file repository and into MinIO.
+bench: deps build
+	scripts/bench.sh
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzOpen -fuzztime=30s ./seal
+	$(GO) test -run='^$$' -fuzz=FuzzParseFileName -fuzztime=30s ./wal
+	$(GO) test -run='^$$' -fuzz=FuzzParseHistory -fuzztime=30s ./wal
+
+clean:
+	rm -rf bin

@@ -1,0 +1,205 @@
+//go:build e2e
+
+// Package e2e drives the real pgward binary against real PostgreSQL 15
+// clusters and a real MinIO server.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Shared by every test: set up once in TestMain.
+var (
+	workDir  string // owned by the postgres OS user when running as root
+	pgward   string // the built binary, inside workDir
+	pgBinDir string
+	runAs    *syscall.Credential // nil unless running as root
+	runHome  string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(2)
+	}
+	code = m.Run()
+	if code == 0 {
+		os.RemoveAll(workDir)
+	}
+	os.Exit(code)
+}
+
+func setup() (int, error) {
+	var err error
+	pgBinDir, err = findPGBin()
+	if err != nil {
+		return 0, err
+	}
+	workDir, err = os.MkdirTemp("", "pgward-e2e-")
+	if err != nil {
+		return 0, err
+	}
+	// PostgreSQL refuses to run as root; archive_command then runs as
+	// postgres and must be able to read the binary and keys.
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return 0, fmt.Errorf("running as root needs a postgres OS user: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		runAs = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		runHome = u.HomeDir
+		if err := os.Chown(workDir, uid, gid); err != nil {
+			return 0, err
+		}
+	}
+	if err := os.Chmod(workDir, 0o755); err != nil {
+		return 0, err
+	}
+	pgward = filepath.Join(workDir, "pgward")
+	build := exec.Command("go", "build", "-o", pgward, "../cmd/pgward")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return 0, fmt.Errorf("build pgward: %w", err)
+	}
+	return 0, nil
+}
+
+func findPGBin() (string, error) {
+	if d := os.Getenv("PGWARD_PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	for _, d := range []string{"/usr/lib/postgresql/15/bin"} {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		return strings.TrimSpace(string(out)), nil
+	}
+	return "", fmt.Errorf("PostgreSQL 15 server binaries not found: install postgresql-15 or set PGWARD_PG_BINDIR")
+}
+
+// testDir returns a fresh directory the postgres user owns.
+func testDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(workDir, strings.ReplaceAll(t.Name(), "/", "_")+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own(t, dir)
+	os.Chmod(dir, 0o755)
+	return dir
+}
+
+// own hands path to the postgres user when running as root.
+func own(t *testing.T, path string) {
+	t.Helper()
+	if runAs != nil {
+		if err := os.Chown(path, int(runAs.Uid), int(runAs.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// result is what a command did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// command prepares name to run as the postgres user (when root) with env
+// added to a minimal environment.
+func command(ctx context.Context, dir string, env []string, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + pgBinDir + ":/usr/local/bin:/usr/bin:/bin", "LC_ALL=C.UTF-8", "TZ=UTC"}, env...)
+	if runAs != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs}
+		cmd.Env = append(cmd.Env, "HOME="+runHome)
+	} else {
+		cmd.Env = append(cmd.Env, "HOME="+os.Getenv("HOME"))
+	}
+	return cmd
+}
+
+// run runs a command and returns its result; it fails the test only if the
+// command could not start.
+func run(t *testing.T, dir string, env []string, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // also used from Cleanup, after t.Context() ends
+	defer cancel()
+	cmd := command(ctx, dir, env, name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("run %s %v: %v", name, args, err)
+		}
+		r.code = ee.ExitCode()
+	}
+	return r
+}
+
+// must runs a command that has to succeed.
+func must(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	r := run(t, dir, env, name, args...)
+	if r.code != 0 {
+		t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// keyPair generates an identity readable by the postgres user.
+func keyPair(t *testing.T, dir string) (identityFile, recipient string) {
+	t.Helper()
+	identityFile = filepath.Join(dir, "key.txt")
+	out := must(t, dir, nil, pgward, "keys", "generate", "--output", identityFile)
+	return identityFile, strings.TrimSpace(out)
+}
