@@ -39,8 +39,9 @@ e2e:
 
 # Throughput of the seal pipeline and of the real binary, one process per
 # segment as PostgreSQL calls it, into a file repository and into MinIO.
-bench: deps build
-	scripts/bench.sh
+bench:
+	scripts/install-deps.sh bench
+	$(GO) test -tags 'e2e bench' -count=1 -timeout 60m -run '^TestBench$$' -v ./e2e/ | grep -v -E '^(=== RUN|--- PASS|PASS$$|ok )'
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzOpen -fuzztime=30s ./seal

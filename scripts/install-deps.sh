@@ -5,7 +5,8 @@
 #     (Debian packages; no cluster is created or started);
 #   - MinIO, built from its Go module at a pinned version into a cache;
 #   - the Go modules of this project.
-# Usage: scripts/install-deps.sh [pg|all]
+#   - for benchmarks, pgBackRest (Debian package) to compare against.
+# Usage: scripts/install-deps.sh [pg|all|bench]
 set -euo pipefail
 
 what=${1:-all}
@@ -22,6 +23,7 @@ need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql-15)
 command -v age >/dev/null || need_pkgs+=(age)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
+[ "$what" = bench ] && ! command -v pgbackrest >/dev/null && need_pkgs+=(pgbackrest)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing Debian packages: ${need_pkgs[*]}"
 	# Debian would otherwise create and start a 'main' cluster on port 5432.
