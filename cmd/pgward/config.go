@@ -144,7 +144,7 @@ func (s settings) logger(stderr io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
 		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", s.LogLevel)
 	}
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("cluster", s.Cluster), nil
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
 // openRepo connects to the repository the settings name. It does not
@@ -163,6 +163,9 @@ func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
 	}
 	switch u.Scheme {
 	case "file":
+		if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+			return nil, layout, fmt.Errorf("file repository URL %q must name an absolute path: file:///var/lib/pgward/repo", s.Repo)
+		}
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, layout, fmt.Errorf("repository URL %q names host %q: a file repository is local, write file:///absolute/path", s.Repo, u.Host)
 		}

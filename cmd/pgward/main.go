@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -59,6 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	// Errors found before wal-fetch's action runs (a bad config file, an
+	// unknown global flag, a malformed environment variable) must still
+	// exit above 125, or PostgreSQL would promote at the wrong point.
+	code := exitError
+	if slices.Contains(args[1:], "wal-fetch") {
+		code = exitFatal
+	}
 	var se *statusError
 	if errors.As(err, &se) {
 		if se.err != errSilent {
@@ -67,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return se.code
 	}
 	fmt.Fprintf(stderr, "pgward: %v\n", err)
-	return exitError
+	return code
 }
 
 // errSilent ends a command with a status but no message (it was printed).
