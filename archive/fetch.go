@@ -3,15 +3,15 @@ package archive
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
@@ -51,10 +51,10 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	var h hash.Hash
+	var h *xxh3.Hasher128
 	var w io.Writer = tmp
-	if info.Metadata[MetaSHA256] != "" {
-		h = sha256.New()
+	if info.Metadata[MetaChecksum] != "" {
+		h = xxh3.New128()
 		w = io.MultiWriter(tmp, h)
 	}
 	n, err := io.Copy(w, plain)
@@ -65,8 +65,9 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 		return fmt.Errorf("fetch %s: %w: unsealed %d bytes, the object records %s", name, seal.ErrCorrupt, n, want)
 	}
 	if h != nil {
-		if got := hex.EncodeToString(h.Sum(nil)); got != info.Metadata[MetaSHA256] {
-			return fmt.Errorf("fetch %s: %w: SHA-256 of the unsealed file is %s, the object records %s", name, seal.ErrCorrupt, short(got), short(info.Metadata[MetaSHA256]))
+		sum := h.Sum128().Bytes()
+		if got := hex.EncodeToString(sum[:]); got != info.Metadata[MetaChecksum] {
+			return fmt.Errorf("fetch %s: %w: the unsealed file's checksum is %s, the object records %s", name, seal.ErrCorrupt, short(got), short(info.Metadata[MetaChecksum]))
 		}
 	}
 	if err := tmp.Close(); err != nil {

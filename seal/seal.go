@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -54,19 +55,32 @@ const (
 	LevelDefault = zstd.SpeedDefault
 )
 
+// ChunkSize is how much plaintext goes into one zstd frame. Frames are
+// compressed in parallel and concatenated, which any zstd decoder reads as
+// one stream; 2 MiB frames cost under 0.5% of ratio on WAL.
+const ChunkSize = 2 << 20
+
 // Sealer seals objects to a fixed set of recipients. With no recipients it
 // only compresses; callers decide whether that is allowed. A Sealer is safe
 // for concurrent use.
 type Sealer struct {
 	recipients  []age.Recipient
-	level       Level
+	enc         *zstd.Encoder // only EncodeAll is used: safe for concurrent use
 	concurrency int
 }
 
-// NewSealer returns a Sealer for recipients. concurrency bounds the
-// compression goroutines per object; 0 means GOMAXPROCS.
+// NewSealer returns a Sealer for recipients. concurrency bounds the frames
+// compressed at once per object; 0 means GOMAXPROCS.
 func NewSealer(recipients []age.Recipient, level Level, concurrency int) *Sealer {
-	return &Sealer{recipients: recipients, level: level, concurrency: concurrency}
+	if concurrency <= 0 {
+		concurrency = runtime.GOMAXPROCS(0)
+	}
+	// age authenticates every 64 KiB of an encrypted object, so the zstd
+	// frame checksum (4% of the CPU) is only written to plain objects.
+	// The options are valid constants, so NewWriter cannot fail here.
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(len(recipients) == 0),
+		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true))
+	return &Sealer{recipients: recipients, enc: enc, concurrency: concurrency}
 }
 
 // Encrypted reports whether objects are encrypted.
@@ -81,41 +95,146 @@ func (s *Sealer) Suffix() string {
 }
 
 // NewWriter returns a writer that seals what is written to it into dst.
-// Close must be called to finish the object; it does not close dst.
+// Close must be called to finish the object; it does not close dst. The
+// writer holds at most 2×concurrency chunks in memory.
 func (s *Sealer) NewWriter(dst io.Writer) (io.WriteCloser, error) {
-	var encrypted io.WriteCloser
-	inner := dst
+	w := &writer{enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency)}
 	if s.Encrypted() {
-		w, err := age.Encrypt(dst, s.recipients...)
+		aw, err := age.Encrypt(dst, s.recipients...)
 		if err != nil {
 			return nil, fmt.Errorf("seal: start encryption: %w", err)
 		}
-		encrypted, inner = w, w
+		w.encrypted, w.out = aw, aw
 	}
-	opts := []zstd.EOption{zstd.WithEncoderLevel(s.level), zstd.WithEncoderCRC(true)}
-	if s.concurrency > 0 {
-		opts = append(opts, zstd.WithEncoderConcurrency(s.concurrency))
-	}
-	enc, err := zstd.NewWriter(inner, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("seal: start compression: %w", err)
-	}
-	return &writer{enc: enc, encrypted: encrypted}, nil
+	return w, nil
 }
 
+// writer cuts the plaintext into chunks, compresses them concurrently into
+// independent zstd frames, and writes the frames in order.
 type writer struct {
-	enc       *zstd.Encoder
-	encrypted io.WriteCloser
+	enc         *zstd.Encoder
+	out         io.Writer
+	encrypted   io.WriteCloser
+	buf         []byte   // the chunk being filled
+	pending     []*frame // compressing, oldest first
+	free        [][]byte // spare chunk buffers
+	maxInFlight int
+	sem         chan struct{} // bounds concurrent EncodeAll calls
+	frames      int
+	err         error
+	closed      bool
 }
 
-func (w *writer) Write(p []byte) (int, error) { return w.enc.Write(p) }
+type frame struct {
+	in, out []byte
+	done    chan struct{}
+}
 
-// ReadFrom lets io.Copy hand whole buffers to the encoder.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) { return w.enc.ReadFrom(r) }
+func (w *writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := 0
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = w.chunk()
+		}
+		c := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+c]
+		p, n = p[c:], n+c
+		if len(w.buf) == cap(w.buf) {
+			if err := w.submit(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
 
+// ReadFrom reads straight into chunk buffers, saving a copy.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for w.err == nil {
+		if w.buf == nil {
+			w.buf = w.chunk()
+		}
+		n, err := r.Read(w.buf[len(w.buf):cap(w.buf)])
+		w.buf = w.buf[:len(w.buf)+n]
+		total += int64(n)
+		if len(w.buf) == cap(w.buf) {
+			if serr := w.submit(); serr != nil {
+				return total, serr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, w.err
+}
+
+func (w *writer) chunk() []byte {
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free = w.free[:n-1]
+		return b[:0]
+	}
+	return make([]byte, 0, ChunkSize)
+}
+
+// submit starts compressing the current chunk, first writing out the
+// oldest frame if too many are in flight.
+func (w *writer) submit() error {
+	f := &frame{in: w.buf, done: make(chan struct{})}
+	w.buf = nil
+	w.frames++
+	w.sem <- struct{}{}
+	go func() {
+		defer close(f.done)
+		f.out = w.enc.EncodeAll(f.in, make([]byte, 0, len(f.in)/4))
+		<-w.sem
+	}()
+	w.pending = append(w.pending, f)
+	if len(w.pending) >= w.maxInFlight {
+		return w.flushOldest()
+	}
+	return nil
+}
+
+func (w *writer) flushOldest() error {
+	f := w.pending[0]
+	w.pending = w.pending[1:]
+	<-f.done
+	w.free = append(w.free, f.in)
+	if w.err == nil {
+		if _, err := w.out.Write(f.out); err != nil {
+			w.err = fmt.Errorf("seal: write: %w", err)
+		}
+	}
+	return w.err
+}
+
+// Close compresses what is left, writes every frame in order and finishes
+// the encryption. It waits for all compression goroutines, even on error.
 func (w *writer) Close() error {
-	if err := w.enc.Close(); err != nil {
-		return fmt.Errorf("seal: finish compression: %w", err)
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
+	if w.err == nil && (len(w.buf) > 0 || w.frames == 0) {
+		if w.buf == nil {
+			w.buf = []byte{} // an empty object is one empty frame
+		}
+		w.submit()
+	}
+	for len(w.pending) > 0 {
+		w.flushOldest()
+	}
+	if w.err != nil {
+		return w.err
 	}
 	if w.encrypted != nil {
 		if err := w.encrypted.Close(); err != nil {

@@ -1,0 +1,45 @@
+package archive_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage/fs"
+)
+
+// BenchmarkPushFile pushes a real segment (PGWARD_BENCH_SEGMENT, set by
+// make bench) into a file repository, in process: the cost of one
+// archive_command call without the process start.
+func BenchmarkPushFile(b *testing.B) {
+	seg := os.Getenv("PGWARD_BENCH_SEGMENT")
+	if seg == "" {
+		b.Skip("PGWARD_BENCH_SEGMENT is not set (make bench sets it)")
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := fs.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := &archive.Archive{Store: store, Layout: catalog.Layout{Cluster: "main"},
+		Sealer: seal.NewSealer([]age.Recipient{id.Recipient()}, seal.LevelFastest, 0)}
+	fi, _ := os.Stat(seg)
+	b.SetBytes(fi.Size())
+	key := a.Layout.WALKey(filepath.Base(seg), seal.SuffixEncrypted)
+	for b.Loop() {
+		if _, err := a.Push(b.Context(), seg); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		store.Delete(b.Context(), key)
+		b.StartTimer()
+	}
+}
