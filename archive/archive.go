@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/zeebo/xxh3"
+	"golang.org/x/sys/unix"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
@@ -147,17 +148,19 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	if isSegment {
 		wg.Go(func() { info, infoErr = a.readClusterInfo(ctx) })
 	}
-	if size <= sealInMemoryMax {
-		// Read once; hash and seal from memory side by side.
-		data := make([]byte, size)
-		if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), data); err != nil {
+	if size > 0 && size <= sealInMemoryMax {
+		// Map the file (already in the page cache: PostgreSQL just wrote
+		// it) and hash and seal it side by side, without copying it.
+		data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
 			wg.Wait()
 			return 0, fmt.Errorf("read %s: %w", path, err)
 		}
+		defer unix.Munmap(data)
 		wg.Go(func() { sum = checksum(data) })
 		wg.Go(func() {
 			sealed = bytes.NewBuffer(make([]byte, 0, size/4+4096))
-			sealErr = a.sealTo(sealed, bytes.NewReader(data))
+			sealErr = a.Sealer.SealBytes(sealed, data)
 		})
 	} else {
 		wg.Go(func() { sum, sumErr = checksumFile(f, size) })

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,6 +52,31 @@ func (s Spool) prune(name string) {
 	for _, e := range entries {
 		if n := e.Name(); !strings.HasPrefix(n, ".") && n < name {
 			os.Remove(filepath.Join(s.Dir, n))
+		}
+	}
+}
+
+// Await waits while a running prefetcher is still writing name, then
+// moves it to dest like Take. It reports false at once when no prefetcher
+// is working on name, so the caller fetches it itself instead of fetching
+// the same object twice.
+func (s Spool) Await(ctx context.Context, name, dest string, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		took, err := s.Take(name, dest)
+		if took || err != nil {
+			return took, err
+		}
+		matches, _ := filepath.Glob(filepath.Join(s.Dir, tempPrefix+name+"-*"))
+		if len(matches) == 0 || time.Now().After(deadline) {
+			// Not in progress (or stuck): look once more, in case it was
+			// renamed into place between the two checks.
+			return s.Take(name, dest)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(2 * time.Millisecond): // a file appearing; inotify would be overkill here
 		}
 	}
 }
@@ -129,28 +156,41 @@ func (a *Archive) Prefetch(ctx context.Context, s Spool, count int, segSize uint
 		if len(todo) == 0 {
 			return nil
 		}
+		// Fetch in order with a few workers, so the segment needed next is
+		// ready first; more workers than cores only pay off for latency.
 		var (
 			wg       sync.WaitGroup
 			mu       sync.Mutex
 			stop     bool
 			firstErr error
+			next     = make(chan string, len(todo))
 		)
 		for _, n := range todo {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				err := a.Fetch(ctx, n, filepath.Join(s.Dir, n))
-				if err == nil {
-					log.Debug("segment prefetched", "segment", n)
-					return
+			next <- n
+		}
+		close(next)
+		for range min(len(todo), max(4, 2*runtime.GOMAXPROCS(0))) {
+			wg.Go(func() {
+				for n := range next {
+					mu.Lock()
+					stopped := stop
+					mu.Unlock()
+					if stopped {
+						return
+					}
+					err := a.Fetch(ctx, n, filepath.Join(s.Dir, n))
+					if err == nil {
+						log.Debug("segment prefetched", "segment", n)
+						continue
+					}
+					mu.Lock()
+					stop = true // the archive ends here, or it is failing: wal-fetch will say which
+					if !errors.Is(err, ErrNotFound) && firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				stop = true // the archive ends here, or it is failing: wal-fetch will say which
-				if !errors.Is(err, ErrNotFound) && firstErr == nil {
-					firstErr = err
-				}
-			}()
+			})
 		}
 		wg.Wait()
 		if stop {

@@ -17,7 +17,7 @@ import (
 type cluster struct {
 	t    *testing.T
 	env  []string // the postmaster's environment, inherited by archive_command
-	dir  string // data directory
+	dir  string   // data directory
 	port int
 	sock string
 }
@@ -70,7 +70,9 @@ func (c *cluster) appendConf(lines ...string) {
 	fmt.Fprintln(f, strings.Join(lines, "\n"))
 }
 
-func (c *cluster) logFile() string { return filepath.Join(filepath.Dir(c.dir), filepath.Base(c.dir)+".log") }
+func (c *cluster) logFile() string {
+	return filepath.Join(filepath.Dir(c.dir), filepath.Base(c.dir)+".log")
+}
 
 func (c *cluster) start() {
 	c.t.Helper()

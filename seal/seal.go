@@ -109,6 +109,22 @@ func (s *Sealer) NewWriter(dst io.Writer) (io.WriteCloser, error) {
 	return w, nil
 }
 
+// SealBytes seals data, which is already in memory (or mapped), into dst.
+// It compresses straight from data, without copying it into chunks.
+func (s *Sealer) SealBytes(dst io.Writer, data []byte) error {
+	wc, err := s.NewWriter(dst)
+	if err != nil {
+		return err
+	}
+	w := wc.(*writer)
+	for len(data) > 0 && w.err == nil {
+		n := min(len(data), ChunkSize)
+		w.submitFrame(&frame{in: data[:n:n], borrowed: true, done: make(chan struct{})})
+		data = data[n:]
+	}
+	return w.Close()
+}
+
 // writer cuts the plaintext into chunks, compresses them concurrently into
 // independent zstd frames, and writes the frames in order.
 type writer struct {
@@ -126,8 +142,9 @@ type writer struct {
 }
 
 type frame struct {
-	in, out []byte
-	done    chan struct{}
+	in, out  []byte
+	borrowed bool // in belongs to the caller of SealBytes: never reuse it
+	done     chan struct{}
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -188,7 +205,10 @@ func (w *writer) chunk() []byte {
 // submit starts compressing the current chunk, first writing out the
 // oldest frame if too many are in flight.
 func (w *writer) submit() error {
-	f := &frame{in: w.buf, done: make(chan struct{})}
+	return w.submitFrame(&frame{in: w.buf, done: make(chan struct{})})
+}
+
+func (w *writer) submitFrame(f *frame) error {
 	w.buf = nil
 	w.frames++
 	w.sem <- struct{}{}
@@ -208,7 +228,9 @@ func (w *writer) flushOldest() error {
 	f := w.pending[0]
 	w.pending = w.pending[1:]
 	<-f.done
-	w.free = append(w.free, f.in)
+	if !f.borrowed {
+		w.free = append(w.free, f.in)
+	}
 	if w.err == nil {
 		if _, err := w.out.Write(f.out); err != nil {
 			w.err = fmt.Errorf("seal: write: %w", err)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -127,14 +128,14 @@ func walFetch(c *cli.Context) error {
 	if spool.Dir == "" {
 		spool.Dir = filepath.Join(filepath.Dir(dest), ".pgward-prefetch")
 	}
-	took, err := spool.Take(name, dest)
+	took, err := spool.Await(c.Context, name, dest, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	if !took {
-		if err := a.Fetch(c.Context, name, dest); err != nil {
-			return fetchOrNotFound(err)
-		}
+	if took {
+		log.Debug("served from the prefetch spool", "segment", name)
+	} else if err := a.Fetch(c.Context, name, dest); err != nil {
+		return fetchOrNotFound(err)
 	}
 	// The segment is in place; recovery can go on. Keep the window ahead
 	// of it full. A failure here only costs speed, never correctness.
