@@ -119,6 +119,12 @@ func (s *Server) Stop(t testing.TB) {
 	s.cmd = nil
 }
 
+// Restart starts a stopped server again on the same address and data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.start(t, Binary())
+}
+
 // Bucket creates a bucket with a random name and returns it.
 func (s *Server) Bucket(t testing.TB) string {
 	t.Helper()
