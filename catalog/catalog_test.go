@@ -1,0 +1,80 @@
+package catalog_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/catalog"
+)
+
+func TestValidateClusterName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"main", true}, {"shared-01", true}, {"db_2.prod", true}, {"_x", true},
+		{"", false}, {"-x", false}, {".x", false}, {"a/b", false}, {"..", false},
+		{"a b", false}, {strings.Repeat("a", 63), true}, {strings.Repeat("a", 64), false},
+	} {
+		err := catalog.ValidateClusterName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateClusterName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestLayout(t *testing.T) {
+	l := catalog.Layout{Cluster: "c1"}
+	if got, want := l.WALKey("000000010000000000000001", ".zst.age"), "c1/wal/000000010000000000000001.zst.age"; got != want {
+		t.Errorf("WALKey = %q, want %q", got, want)
+	}
+	if got, want := l.ClusterInfoKey(), "c1/cluster.json"; got != want {
+		t.Errorf("ClusterInfoKey = %q, want %q", got, want)
+	}
+}
+
+func TestClusterInfoJSON(t *testing.T) {
+	in := catalog.ClusterInfo{Format: 1, SystemIdentifier: 18446744073709551615, PGVersion: 15,
+		WALSegmentSize: 16 << 20, CreatedAt: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 64-bit identifier must survive tools that read numbers as doubles.
+	if !strings.Contains(string(b), `"system_identifier":"18446744073709551615"`) {
+		t.Fatalf("system_identifier not written as a string: %s", b)
+	}
+	var out catalog.ClusterInfo
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out != in {
+		t.Fatalf("round trip = %+v, want %+v", out, in)
+	}
+	for _, bad := range []string{
+		`{"format":2,"system_identifier":"1"}`,
+		`{"format":1,"system_identifier":"x"}`,
+		`{"format":1,"system_identifier":7}`,
+	} {
+		if err := json.Unmarshal([]byte(bad), &out); err == nil {
+			t.Errorf("Unmarshal(%s) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestClusterInfoCheck(t *testing.T) {
+	info := catalog.ClusterInfo{SystemIdentifier: 42, WALSegmentSize: 16 << 20}
+	if err := info.Check("main", 42, 16<<20); err != nil {
+		t.Errorf("Check(same system) = %v", err)
+	}
+	err := info.Check("main", 43, 16<<20)
+	if !errors.Is(err, catalog.ErrOtherSystem) || !strings.Contains(err.Error(), "own --cluster") {
+		t.Errorf("Check(other system) = %v, want ErrOtherSystem with advice", err)
+	}
+	if err := info.Check("main", 42, 64<<20); err == nil {
+		t.Error("Check(other segment size) succeeded")
+	}
+}
