@@ -40,9 +40,14 @@ const (
 // storing; larger ones (big wal_segment_size) are streamed.
 const sealInMemoryMax = 16 << 20
 
-// ErrNotFound is returned (wrapped) by Fetch when the repository does not
-// hold the file. It wraps storage.ErrNotExist.
+// ErrNotFound is returned (wrapped) by Fetch when the repository cluster
+// exists but does not hold the file. It wraps storage.ErrNotExist.
 var ErrNotFound = fmt.Errorf("WAL file not in the repository: %w", storage.ErrNotExist)
+
+// ErrNoCluster is returned (wrapped) by Fetch when the repository has no
+// such cluster at all: a wrong --repo, bucket, prefix or --cluster, which
+// must not pass for the end of the archive.
+var ErrNoCluster = errors.New("the repository holds no cluster.json for this --cluster: check --repo and --cluster (nothing was ever archived there)")
 
 // ErrConflict is returned (wrapped) by Push when the repository already
 // holds different content under the same name.
@@ -60,6 +65,10 @@ type Archive struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// SystemIdentifier, when not 0, is the system identifier of the server
+	// whose files are pushed (from its pg_control). Push then refuses
+	// files, history files included, that belong to another system.
+	SystemIdentifier uint64
 }
 
 func (a *Archive) logger() *slog.Logger {
@@ -145,9 +154,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	otherKey := a.Layout.WALKey(name, otherSuffix(a.Sealer.Suffix()))
 	wg.Go(func() { existing, existErr = a.Store.Stat(ctx, key) })
 	wg.Go(func() { other, otherErr = a.Store.Stat(ctx, otherKey) })
-	if isSegment {
-		wg.Go(func() { info, infoErr = a.readClusterInfo(ctx) })
-	}
+	wg.Go(func() { info, infoErr = a.readClusterInfo(ctx) })
 	if size > 0 && size <= sealInMemoryMax {
 		// Map the file (already in the page cache: PostgreSQL just wrote
 		// it) and hash and seal it side by side, without copying it.
@@ -184,56 +191,89 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 		if o.err != nil {
 			return 0, fmt.Errorf("push %s: check for an existing copy: %w", name, o.err)
 		}
-		switch stored := o.info.Metadata[MetaChecksum]; {
-		case stored == sum:
-			log.Debug("already archived with identical content", "key", o.info.Key)
-			return AlreadyStored, nil
-		case stored == "":
-			return 0, fmt.Errorf("push %s: %s exists without a recorded checksum, so pgward cannot tell whether it matches; "+
-				"compare by hand and remove one of them: %w", name, o.info.Key, ErrConflict)
-		default:
-			return 0, fmt.Errorf("push %s: %s holds content with checksum %s, this file has %s; nothing was overwritten. "+
-				"Two servers may be archiving into the same --cluster: %w", name, o.info.Key, short(stored), short(sum), ErrConflict)
-		}
+		return a.matchStored(o.info, name, sum)
 	}
 
+	// The file must come from the system this repository cluster belongs
+	// to: segments say so in their page header; for history and backup
+	// files, PGDATA's pg_control does (when the caller found it).
+	sysid := a.SystemIdentifier
 	if isSegment {
-		switch {
-		case errors.Is(infoErr, storage.ErrNotExist):
+		if sysid != 0 && sysid != hdr.SystemIdentifier {
+			return 0, fmt.Errorf("push %s: the segment's system identifier %d differs from this server's (%d, from pg_control): "+
+				"it comes from another PostgreSQL system", name, hdr.SystemIdentifier, sysid)
+		}
+		sysid = hdr.SystemIdentifier
+	}
+	switch {
+	case errors.Is(infoErr, storage.ErrNotExist):
+		if isSegment {
 			info = catalog.ClusterInfo{
 				Format: catalog.ClusterInfoFormat, SystemIdentifier: hdr.SystemIdentifier,
 				PGVersion: hdr.PGVersion, WALSegmentSize: hdr.SegmentSize, CreatedAt: a.now().UTC(),
 			}
-			if err := a.writeClusterInfo(ctx, info); err != nil {
-				return 0, err
-			}
-			a.logger().Info("repository cluster created", "cluster", a.Layout.Cluster,
-				"system_identifier", strconv.FormatUint(hdr.SystemIdentifier, 10), "pg_version", hdr.PGVersion)
-		case infoErr != nil:
-			return 0, infoErr
-		default:
-			if err := info.Check(a.Layout.Cluster, hdr.SystemIdentifier, hdr.SegmentSize); err != nil {
+			if err := a.createClusterInfo(ctx, info); err != nil {
 				return 0, fmt.Errorf("push %s: %w", name, err)
 			}
+		}
+	case infoErr != nil:
+		return 0, infoErr
+	case isSegment:
+		if err := info.Check(a.Layout.Cluster, hdr.SystemIdentifier, hdr.SegmentSize); err != nil {
+			return 0, fmt.Errorf("push %s: %w", name, err)
+		}
+	case sysid != 0:
+		if err := info.Check(a.Layout.Cluster, sysid, info.WALSegmentSize); err != nil {
+			return 0, fmt.Errorf("push %s: %w", name, err)
 		}
 	}
 
 	start := time.Now()
 	meta := map[string]string{MetaChecksum: sum, MetaSize: strconv.FormatInt(size, 10)}
 	if sealed != nil {
-		err = a.Store.Put(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
+		err = a.Store.Create(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
 	} else {
 		// Too big to hold: stream it, sealing as the backend reads.
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size))) }()
-		err = a.Store.Put(ctx, key, pr, -1, meta)
-		pr.CloseWithError(err) // unblocks the sealing goroutine if Put gave up early
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size)))
+		}()
+		err = a.Store.Create(ctx, key, pr, -1, meta)
+		pr.CloseWithError(err) // unblocks the sealing goroutine if Create gave up early
+		<-done
+	}
+	if errors.Is(err, storage.ErrExist) {
+		// Another pusher stored it since the check above: compare with it.
+		o, serr := a.Store.Stat(ctx, key)
+		if serr != nil {
+			return 0, fmt.Errorf("push %s: %w", name, serr)
+		}
+		return a.matchStored(o, name, sum)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("push %s: %w", name, err)
 	}
 	log.Debug("segment archived", "key", key, "bytes", size, "duration", time.Since(start))
 	return Stored, nil
+}
+
+// matchStored decides a push of content with checksum sum when the object
+// o already holds that name: identical content is success, anything else
+// a conflict. Nothing is ever overwritten.
+func (a *Archive) matchStored(o storage.ObjectInfo, name, sum string) (PushResult, error) {
+	switch stored := o.Metadata[MetaChecksum]; {
+	case stored == sum:
+		a.logger().Debug("already archived with identical content", "segment", name, "key", o.Key)
+		return AlreadyStored, nil
+	case stored == "":
+		return 0, fmt.Errorf("push %s: %s exists without a recorded checksum, so pgward cannot tell whether it matches; "+
+			"compare by hand and remove one of them: %w", name, o.Key, ErrConflict)
+	default:
+		return 0, fmt.Errorf("push %s: %s holds content with checksum %s, this file has %s; nothing was overwritten. "+
+			"Two servers may be archiving into the same --cluster: %w", name, o.Key, short(stored), short(sum), ErrConflict)
+	}
 }
 
 func (a *Archive) sealTo(w io.Writer, r io.Reader) error {
@@ -299,15 +339,27 @@ func (a *Archive) readClusterInfo(ctx context.Context) (catalog.ClusterInfo, err
 	return info, nil
 }
 
-func (a *Archive) writeClusterInfo(ctx context.Context, info catalog.ClusterInfo) error {
+// createClusterInfo writes cluster.json unless it exists; when another
+// pusher wrote it first, info must agree with it.
+func (a *Archive) createClusterInfo(ctx context.Context, info catalog.ClusterInfo) error {
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return err
 	}
 	b = append(b, '\n')
 	key := a.Layout.ClusterInfoKey()
-	if err := a.Store.Put(ctx, key, bytesReader(b), int64(len(b)), nil); err != nil {
+	err = a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), nil)
+	if errors.Is(err, storage.ErrExist) {
+		stored, rerr := a.readClusterInfo(ctx)
+		if rerr != nil {
+			return rerr
+		}
+		return stored.Check(a.Layout.Cluster, info.SystemIdentifier, info.WALSegmentSize)
+	}
+	if err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
+	a.logger().Info("repository cluster created", "cluster", a.Layout.Cluster,
+		"system_identifier", strconv.FormatUint(info.SystemIdentifier, 10), "pg_version", info.PGVersion)
 	return nil
 }

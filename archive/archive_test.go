@@ -770,11 +770,27 @@ func TestFetchRoundTrip(t *testing.T) {
 func TestFetchNotFound(t *testing.T) {
 	k := newKeys(t)
 	a := newArchive(memory.New(), "main", k)
+	pushSegments(t, a, baseSeg-1, baseSeg-1) // the cluster exists
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "RECOVERYXLOG")
 	err := a.Fetch(t.Context(), segName(baseSeg), dest)
 	if !errors.Is(err, archive.ErrNotFound) || !errors.Is(err, storage.ErrNotExist) {
 		t.Fatalf("Fetch(missing) = %v, want ErrNotFound wrapping storage.ErrNotExist", err)
+	}
+	if got := dirNames(t, dir); len(got) != 0 {
+		t.Errorf("dest directory holds %q", got)
+	}
+}
+
+// A repository without the cluster (wrong bucket, prefix or --cluster) is
+// an error, never "not found": that would end recovery early.
+func TestFetchNoCluster(t *testing.T) {
+	k := newKeys(t)
+	a := newArchive(memory.New(), "main", k)
+	dir := t.TempDir()
+	err := a.Fetch(t.Context(), segName(baseSeg), filepath.Join(dir, "RECOVERYXLOG"))
+	if !errors.Is(err, archive.ErrNoCluster) || errors.Is(err, archive.ErrNotFound) {
+		t.Fatalf("Fetch from a repository without the cluster = %v, want ErrNoCluster and not ErrNotFound", err)
 	}
 	if got := dirNames(t, dir); len(got) != 0 {
 		t.Errorf("dest directory holds %q", got)
@@ -1035,6 +1051,7 @@ func TestPrefetchStopsAtArchiveEnd(t *testing.T) {
 func TestPrefetchEmptyArchive(t *testing.T) {
 	k := newKeys(t)
 	a := newArchive(memory.New(), "main", k)
+	pushSegments(t, a, baseSeg, baseSeg) // nothing after the wanted segment
 	s := archive.Spool{Dir: filepath.Join(t.TempDir(), "spool")}
 	if err := s.Want(segName(baseSeg)); err != nil {
 		t.Fatal(err)
@@ -1116,4 +1133,34 @@ func TestSpoolTakePrunesOlder(t *testing.T) {
 		t.Errorf("second Take = %v, %v; want false, nil", ok, err)
 	}
 	assertFile(t, dest, segs[segName(baseSeg+1)])
+}
+
+// A history file pushed by a server of another system (a restored staging
+// copy promoted onto a new timeline) must not enter production's cluster.
+func TestPushHistoryFromOtherSystemRefused(t *testing.T) {
+	k := newKeys(t)
+	store := memory.New()
+	a := newArchive(store, "main", k)
+	seg, _ := writeSegment(t, segSpec{segno: baseSeg, sysid: testSysID})
+	mustPush(t, a, seg, archive.Stored)
+
+	name := "00000002.history"
+	path := writeFile(t, t.TempDir(), name, []byte("1\t0/9000000\tno recovery target specified\n"))
+	staging := newArchive(store, "main", k)
+	staging.SystemIdentifier = otherSysID
+	_, err := staging.Push(t.Context(), path)
+	if !errors.Is(err, catalog.ErrOtherSystem) {
+		t.Fatalf("history push from another system: %v, want ErrOtherSystem", err)
+	}
+	assertNoWALObject(t, store, a.Layout, name)
+
+	own := newArchive(store, "main", k)
+	own.SystemIdentifier = testSysID
+	mustPush(t, own, path, archive.Stored)
+
+	// A segment whose header disagrees with the server's pg_control.
+	seg2, _ := writeSegment(t, segSpec{segno: baseSeg + 1, sysid: testSysID})
+	if _, err := staging.Push(t.Context(), seg2); err == nil || !strings.Contains(err.Error(), "another PostgreSQL system") {
+		t.Fatalf("segment with a header of another system than pg_control: %v", err)
+	}
 }

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -17,8 +16,6 @@ import (
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // Fetch writes WAL file name from the repository to dest. The file appears
 // at dest complete and verified, or not at all: it is written to a
@@ -95,6 +92,15 @@ func (a *Archive) open(ctx context.Context, name string) (io.ReadCloser, storage
 		if !errors.Is(err, storage.ErrNotExist) {
 			return nil, storage.ObjectInfo{}, fmt.Errorf("fetch %s: %w", name, err)
 		}
+	}
+	// "Not found" ends recovery, so it must mean the end of this cluster's
+	// archive, not a wrong bucket, prefix or --cluster: those have no
+	// cluster.json.
+	if _, err := a.readClusterInfo(ctx); err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return nil, storage.ObjectInfo{}, fmt.Errorf("fetch %s: %w", name, ErrNoCluster)
+		}
+		return nil, storage.ObjectInfo{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return nil, storage.ObjectInfo{}, fmt.Errorf("%s: %w", name, ErrNotFound)
 }

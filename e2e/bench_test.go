@@ -53,7 +53,7 @@ func TestBench(t *testing.T) {
 	}
 
 	// pgward into a file repository.
-	fileRepo := "file://" + filepath.Join(base, "repo")
+	fileRepo := "file://" + repoDir(t, base)
 	push := []string{"--repo", fileRepo, "--recipient", recipient}
 	fetch := []string{"--repo", fileRepo, "--identity-file", identity}
 	add("wal-push", "file", timeEach(t, segs, func(s string) []string { return append(push, "wal-push", s) }), "")

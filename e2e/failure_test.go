@@ -24,7 +24,7 @@ func TestRecoveryStopsOnWrongKey(t *testing.T) {
 	os.Mkdir(otherDir, 0o755)
 	own(t, otherDir)
 	wrongIdentity, _ := keyPair(t, otherDir)
-	repo := "file://" + filepath.Join(base, "repo")
+	repo := "file://" + repoDir(t, base)
 
 	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p")
 	primary.start()
@@ -128,7 +128,7 @@ func hex8(v uint32) string {
 func TestWalPushKilledAtRandomMoments(t *testing.T) {
 	base := testDir(t)
 	identity, recipient := keyPair(t, base)
-	repo := "file://" + filepath.Join(base, "repo")
+	repo := "file://" + repoDir(t, base)
 	primary := newPrimary(t, base, "/bin/true")
 	primary.start()
 	primary.psql("CREATE TABLE t AS SELECT generate_series(1, 200000) AS x")
@@ -169,6 +169,7 @@ func TestWalPushKilledAtRandomMoments(t *testing.T) {
 		// so kills land in first pushes as well as in re-pushes.
 		if i%2 == 0 {
 			os.RemoveAll(filepath.Join(base, "repo"))
+			repoDir(t, base)
 		}
 	}
 }

@@ -203,3 +203,14 @@ func keyPair(t *testing.T, dir string) (identityFile, recipient string) {
 	out := must(t, dir, nil, pgward, "keys", "generate", "--output", identityFile)
 	return identityFile, strings.TrimSpace(out)
 }
+
+// repoDir creates an empty file repository directory under base.
+func repoDir(t *testing.T, base string) string {
+	t.Helper()
+	dir := filepath.Join(base, "repo")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	own(t, dir)
+	return dir
+}

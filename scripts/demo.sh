@@ -42,6 +42,7 @@ note "recipient:     $recipient"
 
 say "Create a local repository and a scratch PostgreSQL 15 cluster that archives into it"
 repo="file://$demo/repo"
+as_pg mkdir -m 700 "$demo/repo"
 as_pg initdb -D "$demo/primary" -A trust -U postgres --no-sync >/dev/null
 cat >>"$demo/primary/postgresql.conf" <<CONF
 port = $primary_port

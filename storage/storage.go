@@ -14,6 +14,9 @@ import (
 // ErrNotExist is returned (wrapped) by Get and Stat when no object has the key.
 var ErrNotExist = errors.New("object does not exist")
 
+// ErrExist is returned (wrapped) by Create when an object already has the key.
+var ErrExist = errors.New("object already exists")
+
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {
 	// Key is the object's full key inside the backend, slash-separated.
@@ -39,6 +42,12 @@ type Backend interface {
 	// none, never a partial one. size is the exact length of r when known,
 	// or -1. meta is stored with the object and returned by Stat and Get.
 	Put(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error
+
+	// Create is Put that never replaces an object: when one exists under
+	// key, it stores nothing and returns an error wrapping ErrExist, even
+	// when two writers race. (S3: a conditional PUT for objects below one
+	// part; for larger ones the check before the upload can race.)
+	Create(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error
 
 	// Get opens the object under key for reading. The caller closes the
 	// reader. It returns an error wrapping ErrNotExist when there is none.

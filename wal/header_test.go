@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -526,4 +528,27 @@ func FuzzParseSegmentHeader(f *testing.F) {
 			t.Fatalf("CheckName(%q) for %+v: %v", name, h, err)
 		}
 	})
+}
+
+func TestReadControlSystemIdentifier(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "pg_control")
+	b := make([]byte, 8192)
+	binary.LittleEndian.PutUint64(b[0:], 7310000000000000001)
+	binary.LittleEndian.PutUint32(b[8:], 1300)
+	if err := os.WriteFile(good, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := wal.ReadControlSystemIdentifier(good)
+	if err != nil || got != 7310000000000000001 {
+		t.Fatalf("ReadControlSystemIdentifier = %d, %v", got, err)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, make([]byte, 100), 0o600)
+	if _, err := wal.ReadControlSystemIdentifier(bad); err == nil || !strings.Contains(err.Error(), "not a pg_control") {
+		t.Errorf("zeroed file: %v", err)
+	}
+	if _, err := wal.ReadControlSystemIdentifier(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
 }

@@ -121,6 +121,9 @@ func assertEmptyDir(t *testing.T, dir string) {
 func fileRepo(t *testing.T) (dir, url string) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "repo")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	return dir, "file://" + dir
 }
 
@@ -623,7 +626,17 @@ func TestWalFetchEarlyErrorsAreFatal(t *testing.T) {
 
 func TestWalFetchNotInRepository(t *testing.T) {
 	isolate(t)
-	_, repoURL := fileRepo(t)
+	repoDir, repoURL := fileRepo(t)
+	// An empty repository is an error: a wrong --repo or --cluster must not
+	// pass for the end of the archive.
+	out := t.TempDir()
+	r := pgward(t, "--repo", repoURL, "wal-fetch", "--prefetch", "0", seg3, filepath.Join(out, "RECOVERYXLOG"))
+	r.check(t, exitFatal, []string{"no cluster.json", "--cluster"}, nil)
+	assertEmptyDir(t, out)
+
+	os.MkdirAll(filepath.Join(repoDir, "main"), 0o700)
+	writeFile(t, filepath.Join(repoDir, "main", "cluster.json"),
+		[]byte(`{"format":1,"system_identifier":"7","pg_version":15,"wal_segment_size":16777216}`))
 	key, _ := generateKey(t, t.TempDir(), "key")
 	for _, name := range []string{seg3, "00000002.history", seg3 + ".partial", seg3 + ".00000028.backup"} {
 		for _, identity := range []bool{false, true} {

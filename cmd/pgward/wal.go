@@ -50,8 +50,19 @@ Needs a recipient (--recipient / PGWARD_RECIPIENT) or --no-encryption.`,
 			if err != nil {
 				return err
 			}
+			path := c.Args().First()
 			a := &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log}
-			_, err = a.Push(c.Context, c.Args().First())
+			// archive_command passes pg_wal/<file>: PGDATA's pg_control then
+			// says which system the file belongs to, history files included.
+			if dir := filepath.Dir(path); filepath.Base(dir) == "pg_wal" {
+				control := filepath.Join(dir, "..", "global", "pg_control")
+				if sysid, err := wal.ReadControlSystemIdentifier(control); err == nil {
+					a.SystemIdentifier = sysid
+				} else if !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("check system identifier: %w", err)
+				}
+			}
+			_, err = a.Push(c.Context, path)
 			return err
 		},
 	}

@@ -34,13 +34,23 @@ type Backend struct {
 
 var _ storage.Backend = (*Backend)(nil)
 
-// New returns a Backend rooted at dir, creating it (mode 0700) if missing.
+// New returns a Backend rooted at dir, which must exist: pgward never
+// creates it, so that an unmounted filesystem is not mistaken for an empty
+// repository (WAL written under the mount point, recovery ending early).
 func New(dir string) (*Backend, error) {
 	if dir == "" || !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("file repository path %q must be absolute (file:///path)", dir)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create repository directory: %w", err)
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("repository directory %s does not exist: create it (mkdir, owned by the user pgward runs as); "+
+			"pgward does not, so that a missing mount is never taken for an empty repository", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("repository path %s is not a directory", dir)
 	}
 	return &Backend{root: filepath.Clean(dir)}, nil
 }
@@ -53,7 +63,17 @@ func (b *Backend) path(key string) (string, error) {
 }
 
 // Put implements storage.Backend.
-func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) (err error) {
+func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	return b.write(ctx, key, r, size, meta, true)
+}
+
+// Create implements storage.Backend: link(2) publishes the object only
+// if the name is free, atomically.
+func (b *Backend) Create(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	return b.write(ctx, key, r, size, meta, false)
+}
+
+func (b *Backend) write(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string, replace bool) (err error) {
 	p, err := b.path(key)
 	if err != nil {
 		return err
@@ -99,8 +119,19 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("put %s: rename: %w", key, err)
+	if replace {
+		if err := os.Rename(tmp, p); err != nil {
+			return fmt.Errorf("put %s: rename: %w", key, err)
+		}
+	} else {
+		err := os.Link(tmp, p)
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", key, storage.ErrExist)
+		}
+		if err != nil {
+			return fmt.Errorf("create %s: link: %w", key, err)
+		}
 	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)

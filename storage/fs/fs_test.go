@@ -25,6 +25,13 @@ func TestNewRejectsRelativePath(t *testing.T) {
 	}
 }
 
+func TestNewRefusesMissingDirectory(t *testing.T) {
+	_, err := fs.New(filepath.Join(t.TempDir(), "not-mounted"))
+	if err == nil || !strings.Contains(err.Error(), "does not exist: create it") {
+		t.Fatalf("New(missing) error = %v, want 'does not exist: create it'", err)
+	}
+}
+
 func TestPutLeavesNoTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	b, err := fs.New(dir)

@@ -36,6 +36,15 @@ func New() *Backend {
 
 // Put implements storage.Backend.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	return b.write(key, r, size, meta, true)
+}
+
+// Create implements storage.Backend.
+func (b *Backend) Create(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	return b.write(key, r, size, meta, false)
+}
+
+func (b *Backend) write(key string, r io.Reader, size int64, meta map[string]string, replace bool) error {
 	if !storage.ValidKey(key) {
 		return fmt.Errorf("invalid object key %q", key)
 	}
@@ -48,6 +57,9 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, 
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.objects[key]; ok && !replace {
+		return fmt.Errorf("create %s: %w", key, storage.ErrExist)
+	}
 	b.objects[key] = object{data: data, info: storage.ObjectInfo{
 		Key: key, Size: int64(len(data)), ModTime: b.now(), Metadata: maps.Clone(meta),
 	}}

@@ -170,6 +170,17 @@ func (b *Backend) objectName(key string) (string, error) {
 // sent in a single PUT; longer ones as a multipart upload that becomes
 // visible only when completed.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	return b.put(ctx, key, r, size, meta, true)
+}
+
+// Create implements storage.Backend with a conditional PUT
+// (If-None-Match: *), which S3 and MinIO evaluate atomically. Multipart
+// uploads (objects above one part) are checked with Stat first instead.
+func (b *Backend) Create(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	return b.put(ctx, key, r, size, meta, false)
+}
+
+func (b *Backend) put(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string, replace bool) error {
 	name, err := b.objectName(key)
 	if err != nil {
 		return err
@@ -192,6 +203,15 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64, 
 		UserMetadata: meta,
 		ContentType:  "application/octet-stream",
 		PartSize:     uint64(b.partSize),
+	}
+	if !replace {
+		if size >= 0 && size <= b.partSize {
+			opts.SetMatchETagExcept("*") // If-None-Match: *
+		} else if _, err := b.Stat(ctx, key); err == nil {
+			return fmt.Errorf("create %s: %w", key, storage.ErrExist)
+		} else if !errors.Is(err, storage.ErrNotExist) {
+			return fmt.Errorf("create %s: %w", key, err)
+		}
 	}
 	info, err := b.client.PutObject(ctx, b.bucket, name, r, size, opts)
 	if err != nil {
@@ -283,6 +303,8 @@ func (b *Backend) info(key string, oi minio.ObjectInfo) storage.ObjectInfo {
 func translate(err error) error {
 	resp := minio.ToErrorResponse(err)
 	switch resp.Code {
+	case "PreconditionFailed":
+		return fmt.Errorf("%w (%s)", storage.ErrExist, resp.Message)
 	case "NoSuchKey":
 		return fmt.Errorf("%w (%s)", storage.ErrNotExist, resp.Message)
 	case "NoSuchBucket":

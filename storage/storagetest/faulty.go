@@ -28,6 +28,16 @@ func (f *Faulty) Put(ctx context.Context, key string, r io.Reader, size int64, m
 	return f.Backend.Put(ctx, key, r, size, meta)
 }
 
+// Create implements storage.Backend; PutErr applies to it too.
+func (f *Faulty) Create(ctx context.Context, key string, r io.Reader, size int64, meta map[string]string) error {
+	if f.PutErr != nil {
+		if err := f.PutErr(key); err != nil {
+			return err
+		}
+	}
+	return f.Backend.Create(ctx, key, r, size, meta)
+}
+
 // Get implements storage.Backend.
 func (f *Faulty) Get(ctx context.Context, key string) (io.ReadCloser, storage.ObjectInfo, error) {
 	if f.GetErr != nil {

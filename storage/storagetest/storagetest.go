@@ -97,6 +97,45 @@ func Run(t *testing.T, b storage.Backend) {
 		}
 	})
 
+	t.Run("CreateNeverReplaces", func(t *testing.T) {
+		ctx := t.Context()
+		key := base + "create/obj"
+		if err := b.Create(ctx, key, strings.NewReader("first"), 5, map[string]string{"v": "1"}); err != nil {
+			t.Fatalf("Create on a free key: %v", err)
+		}
+		err := b.Create(ctx, key, strings.NewReader("second"), 6, map[string]string{"v": "2"})
+		if !errors.Is(err, storage.ErrExist) {
+			t.Fatalf("Create on a taken key: %v, want ErrExist", err)
+		}
+		if got := mustGet(t, b, key); got != "first" {
+			t.Fatalf("Create replaced the object: got %q", got)
+		}
+		// Racing creators: exactly one wins.
+		race := base + "create/race"
+		var wg sync.WaitGroup
+		results := make(chan error, 6)
+		for i := range 6 {
+			wg.Go(func() {
+				data := fmt.Sprintf("writer-%d", i)
+				results <- b.Create(ctx, race, strings.NewReader(data), int64(len(data)), nil)
+			})
+		}
+		wg.Wait()
+		close(results)
+		wins := 0
+		for err := range results {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, storage.ErrExist):
+				t.Errorf("racing Create: %v", err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%d racing Creates succeeded, want exactly 1", wins)
+		}
+	})
+
 	t.Run("NotExist", func(t *testing.T) {
 		ctx := t.Context()
 		key := base + "missing/obj"
