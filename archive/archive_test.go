@@ -1164,3 +1164,33 @@ func TestPushHistoryFromOtherSystemRefused(t *testing.T) {
 		t.Fatalf("segment with a header of another system than pg_control: %v", err)
 	}
 }
+
+// A spool filled for one repository cluster must never serve another.
+func TestSpoolClaimWipesOtherOrigin(t *testing.T) {
+	s := archive.Spool{Dir: filepath.Join(t.TempDir(), "spool")}
+	if err := s.Claim("main file:///a"); err != nil {
+		t.Fatal(err)
+	}
+	name := segName(baseSeg)
+	writeFile(t, s.Dir, name, []byte("from a"))
+	writeFile(t, s.Dir, "notes.txt", []byte("not ours"))
+	if err := s.Claim("main file:///a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := spoolSegments(t, s.Dir); !slices.Equal(got, []string{name, "notes.txt"}) {
+		t.Fatalf("same origin: spool holds %q, want %q and notes.txt", got, name)
+	}
+	if err := s.Claim("other file:///b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := spoolSegments(t, s.Dir); !slices.Equal(got, []string{"notes.txt"}) {
+		t.Fatalf("after a new origin the spool holds %q, want only notes.txt", got)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "notes.txt")); err != nil {
+		t.Errorf("Claim removed a file that is not WAL: %v", err)
+	}
+	took, err := s.Take(name, filepath.Join(t.TempDir(), "RECOVERYXLOG"))
+	if took || err != nil {
+		t.Fatalf("Take after the origin changed = %v, %v; want false, nil", took, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/zeebo/xxh3"
 
@@ -38,7 +39,7 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 	}
 	defer plain.Close()
 
-	tmp, err := os.CreateTemp(filepath.Dir(dest), ".pgward-fetch-"+name+"-*")
+	tmp, err := os.CreateTemp(filepath.Dir(dest), tempPrefix+name+"-*")
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
@@ -75,6 +76,17 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 	}
 	tmp = nil
 	return nil
+}
+
+// RemoveStaleTemps deletes temporary files that a killed Fetch left in
+// dir (PostgreSQL's pg_wal) more than olderThan ago.
+func RemoveStaleTemps(dir string, olderThan time.Duration) {
+	matches, _ := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil && time.Since(fi.ModTime()) > olderThan {
+			os.Remove(m)
+		}
+	}
 }
 
 // open finds the object for name under either suffix, trying first the

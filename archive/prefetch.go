@@ -24,6 +24,7 @@ type Spool struct {
 }
 
 const (
+	spoolOrigin = ".origin" // which repository and cluster the files came from
 	spoolWanted = ".wanted" // the name PostgreSQL asked for last
 	spoolLock   = ".lock"   // held by the running prefetcher
 	tempPrefix  = ".pgward-fetch-"
@@ -50,10 +51,51 @@ func (s Spool) prune(name string) {
 		return
 	}
 	for _, e := range entries {
-		if n := e.Name(); !strings.HasPrefix(n, ".") && n < name {
+		if n := e.Name(); n < name && isWALName(n) {
 			os.Remove(filepath.Join(s.Dir, n))
 		}
 	}
+}
+
+func isWALName(n string) bool {
+	_, err := wal.ParseFileName(n)
+	return err == nil
+}
+
+// Claim ties the spool to origin (the repository and cluster it is filled
+// from). Files prefetched for another origin are removed first, so one
+// server can never be served another's segment of the same name.
+func (s Spool) Claim(origin string) error {
+	path := filepath.Join(s.Dir, spoolOrigin)
+	old, err := os.ReadFile(path)
+	if err == nil && string(old) == origin {
+		return nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(s.Dir); errors.Is(serr, os.ErrNotExist) {
+			if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+				return fmt.Errorf("prefetch spool: %w", err)
+			}
+		}
+	} else if err != nil {
+		return fmt.Errorf("prefetch spool: %w", err)
+	}
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return fmt.Errorf("prefetch spool: %w", err)
+	}
+	for _, e := range entries {
+		if isWALName(e.Name()) {
+			if err := os.Remove(filepath.Join(s.Dir, e.Name())); err != nil {
+				return fmt.Errorf("prefetch spool: %w", err)
+			}
+		}
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(origin), 0o600); err != nil {
+		return fmt.Errorf("prefetch spool: %w", err)
+	}
+	return os.Rename(tmp, path)
 }
 
 // Await waits while a running prefetcher is still writing name, then
@@ -61,24 +103,31 @@ func (s Spool) prune(name string) {
 // is working on name, so the caller fetches it itself instead of fetching
 // the same object twice.
 func (s Spool) Await(ctx context.Context, name, dest string, timeout time.Duration) (bool, error) {
+	took, err := s.Take(name, dest)
+	if took || err != nil {
+		return took, err
+	}
+	// Poll: the file appears by rename, and waits last a few milliseconds.
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
 	deadline := time.Now().Add(timeout)
-	for {
-		took, err := s.Take(name, dest)
-		if took || err != nil {
-			return took, err
-		}
-		matches, _ := filepath.Glob(filepath.Join(s.Dir, tempPrefix+name+"-*"))
-		if len(matches) == 0 || time.Now().After(deadline) {
-			// Not in progress (or stuck): look once more, in case it was
-			// renamed into place between the two checks.
-			return s.Take(name, dest)
-		}
+	for s.writing(name) && s.Busy() && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case <-time.After(2 * time.Millisecond): // a file appearing; inotify would be overkill here
+		case <-tick.C:
+		}
+		if _, err := os.Stat(filepath.Join(s.Dir, name)); err == nil {
+			break
 		}
 	}
+	return s.Take(name, dest)
+}
+
+// writing reports whether a temporary file for name is in the spool.
+func (s Spool) writing(name string) bool {
+	matches, _ := filepath.Glob(filepath.Join(s.Dir, tempPrefix+name+"-*"))
+	return len(matches) > 0
 }
 
 // Want records name as the file PostgreSQL asked for last, creating the

@@ -31,7 +31,6 @@ func newPrimary(t *testing.T, base string, archiveCommand string, extraConf ...s
 		"wal_level = replica",
 		"archive_mode = on",
 		"archive_command = '" + strings.ReplaceAll(archiveCommand, "'", "''") + "'",
-		"max_wal_size = 256MB",
 		"wal_keep_size = 1GB", // keep archived segments in pg_wal for byte comparisons
 		"fsync = off",         // scratch clusters; pgward's own writes still fsync
 	}

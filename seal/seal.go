@@ -286,10 +286,19 @@ func (o *Opener) CanDecrypt() bool { return len(o.identities) > 0 }
 // the object is damaged. The caller must Close the reader; it does not
 // close src.
 func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
-	br := bufio.NewReaderSize(src, 64<<10)
+	sr := &sourceReader{r: src}
+	br := bufio.NewReaderSize(sr, 64<<10)
 	head, err := br.Peek(len(ageMagic))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("unseal: read header: %w", err)
+	}
+	// A failing source (a dropped connection) is not corruption: report
+	// the source's error as it is.
+	sourceOr := func(err error) error {
+		if sr.err != nil && sr.err != io.EOF {
+			return fmt.Errorf("unseal: read: %w", sr.err)
+		}
+		return err
 	}
 	var plain io.Reader
 	switch {
@@ -303,7 +312,7 @@ func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
 			if errors.As(err, &noMatch) {
 				return nil, ErrWrongIdentity
 			}
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, sourceOr(fmt.Errorf("%w: %v", ErrCorrupt, err))
 		}
 		plain = r
 	case bytes.HasPrefix(head, zstdMagic):
@@ -315,17 +324,40 @@ func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unseal: start decompression: %w", err)
 	}
-	return &reader{dec: dec}, nil
+	return &reader{dec: dec, src: sr}, nil
+}
+
+// sourceReader remembers the source's error.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
 }
 
 type reader struct {
 	dec *zstd.Decoder
+	src *sourceReader
+}
+
+// failure names what failed: the source, or the object (corruption).
+func (r *reader) failure(err error) error {
+	if r.src.err != nil && r.src.err != io.EOF {
+		return fmt.Errorf("unseal: read: %w", r.src.err)
+	}
+	return fmt.Errorf("%w: %v", ErrCorrupt, err)
 }
 
 func (r *reader) Read(p []byte) (int, error) {
 	n, err := r.dec.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		err = r.failure(err)
 	}
 	return n, err
 }
@@ -337,7 +369,7 @@ func (r *reader) WriteTo(w io.Writer) (int64, error) {
 	dw := &destWriter{w: w}
 	n, err := r.dec.WriteTo(dw)
 	if err != nil && dw.err == nil {
-		err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		err = r.failure(err)
 	}
 	return n, err
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"filippo.io/age"
 
@@ -265,4 +266,23 @@ func FuzzOpen(f *testing.F) {
 		// Must not panic or hang; any damage must surface as an error.
 		_, _ = openBytes(seal.NewOpener([]age.Identity{id}), object)
 	})
+}
+
+// A source that fails mid-object (a dropped connection) is reported as
+// itself, not as corruption, so nobody deletes a good object.
+func TestSourceErrorIsNotCorruption(t *testing.T) {
+	id, rcpt := newKey(t)
+	sealed := sealBytes(t, seal.NewSealer(rcpt, seal.LevelFastest, 0), walLike(4<<20))
+	reset := errors.New("connection reset by peer")
+	for _, cut := range []int{10, len(sealed) / 2} {
+		src := io.MultiReader(bytes.NewReader(sealed[:cut]), iotest.ErrReader(reset))
+		r, err := seal.NewOpener([]age.Identity{id}).NewReader(src)
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+			r.Close()
+		}
+		if !errors.Is(err, reset) || errors.Is(err, seal.ErrCorrupt) {
+			t.Errorf("source failing after %d bytes: %v, want the source's error and not ErrCorrupt", cut, err)
+		}
+	}
 }

@@ -159,15 +159,20 @@ func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
 	}
 	u, err := url.Parse(s.Repo)
 	if err != nil {
-		return nil, layout, fmt.Errorf("invalid repository URL: %w", err)
+		// url.Parse quotes the input, which may hold a secret.
+		return nil, layout, errors.New("the repository URL is not a valid URL (not shown: it may hold credentials); use file:///absolute/path or s3://bucket/prefix")
+	}
+	shown := u.Redacted()
+	if u.RawQuery != "" {
+		shown = strings.TrimSuffix(shown, "?"+u.RawQuery) + "?…"
 	}
 	switch u.Scheme {
 	case "file":
 		if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
-			return nil, layout, fmt.Errorf("file repository URL %q must name an absolute path: file:///var/lib/pgward/repo", s.Repo)
+			return nil, layout, fmt.Errorf("file repository URL %q must name an absolute path: file:///var/lib/pgward/repo", shown)
 		}
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, layout, fmt.Errorf("repository URL %q names host %q: a file repository is local, write file:///absolute/path", s.Repo, u.Host)
+			return nil, layout, fmt.Errorf("repository URL %q names host %q: a file repository is local, write file:///absolute/path", shown, u.Host)
 		}
 		b, err := fs.New(u.Path)
 		return b, layout, err
@@ -183,9 +188,9 @@ func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
 		})
 		return b, layout, err
 	case "":
-		return nil, layout, fmt.Errorf("repository %q has no scheme: use file:///absolute/path or s3://bucket/prefix", s.Repo)
+		return nil, layout, fmt.Errorf("repository %q has no scheme: use file:///absolute/path or s3://bucket/prefix", shown)
 	default:
-		return nil, layout, fmt.Errorf("unknown repository scheme %q in %q: use file:///absolute/path or s3://bucket/prefix", u.Scheme, s.Repo)
+		return nil, layout, fmt.Errorf("unknown repository scheme %q in %q: use file:///absolute/path or s3://bucket/prefix", u.Scheme, shown)
 	}
 }
 

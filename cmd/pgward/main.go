@@ -54,18 +54,25 @@ func main() {
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (status int) {
+	// Errors found before wal-fetch's action runs (a bad config file, an
+	// unknown global flag, a malformed environment variable) and panics
+	// must still exit above 125, or PostgreSQL would promote at the wrong
+	// point.
+	code := exitError
+	if slices.Contains(args[1:], "wal-fetch") {
+		code = exitFatal
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "pgward: internal error: %v\n", r)
+			status = code
+		}
+	}()
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
-	}
-	// Errors found before wal-fetch's action runs (a bad config file, an
-	// unknown global flag, a malformed environment variable) must still
-	// exit above 125, or PostgreSQL would promote at the wrong point.
-	code := exitError
-	if slices.Contains(args[1:], "wal-fetch") {
-		code = exitFatal
 	}
 	var se *statusError
 	if errors.As(err, &se) {

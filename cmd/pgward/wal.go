@@ -131,6 +131,7 @@ func walFetch(c *cli.Context) error {
 		return err
 	}
 	a := &archive.Archive{Store: store, Layout: layout, Opener: opener, Logger: log}
+	archive.RemoveStaleTemps(filepath.Dir(dest), 10*time.Minute)
 
 	if fn.Kind != wal.KindSegment || prefetch == 0 {
 		return fetchOrNotFound(a.Fetch(c.Context, name, dest))
@@ -139,9 +140,13 @@ func walFetch(c *cli.Context) error {
 	if spool.Dir == "" {
 		spool.Dir = filepath.Join(filepath.Dir(dest), ".pgward-prefetch")
 	}
-	took, err := spool.Await(c.Context, name, dest, 30*time.Second)
-	if err != nil {
-		return err
+	// The spool is an optimisation: when it fails, fetch directly.
+	took := false
+	if err := spool.Claim(s.Cluster + " " + s.Repo); err != nil {
+		log.Warn("prefetch spool unusable", "err", err)
+	} else if took, err = spool.Await(c.Context, name, dest, 30*time.Second); err != nil {
+		log.Warn("prefetch spool unusable", "err", err)
+		took = false
 	}
 	if took {
 		log.Debug("served from the prefetch spool", "segment", name)

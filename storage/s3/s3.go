@@ -67,19 +67,21 @@ func (c Config) String() string {
 func ParseURL(raw string) (bucket, prefix string, err error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", fmt.Errorf("parse repository URL: %w", err)
+		// url.Parse quotes the input, which may hold a secret.
+		return "", "", errors.New("the repository URL is not a valid URL (not shown: it may hold credentials); use s3://bucket/prefix")
 	}
 	if u.Scheme != "s3" {
-		return "", "", fmt.Errorf("repository URL %q is not s3://bucket/prefix", raw)
+		return "", "", fmt.Errorf("repository URL %q is not s3://bucket/prefix", u.Redacted())
 	}
 	if u.Host == "" {
-		return "", "", fmt.Errorf("repository URL %q has no bucket: use s3://bucket/prefix", raw)
+		return "", "", fmt.Errorf("repository URL %q has no bucket: use s3://bucket/prefix", u.Redacted())
 	}
 	if u.User != nil {
 		return "", "", fmt.Errorf("repository URL %q holds credentials: put them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead", u.Redacted())
 	}
 	if u.RawQuery != "" {
-		return "", "", fmt.Errorf("repository URL %q: put credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and settings in --s3-* flags, not in the URL", raw)
+		u.RawQuery = "…"
+		return "", "", fmt.Errorf("repository URL %q: put credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and settings in --s3-* flags, not in the URL", u.String())
 	}
 	return u.Host, strings.Trim(u.Path, "/"), nil
 }
@@ -229,17 +231,13 @@ func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, storage.O
 	if err != nil {
 		return nil, storage.ObjectInfo{}, err
 	}
-	obj, err := b.client.GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
+	// Core's GetObject is one GET that returns the body and the object's
+	// headers; Client.GetObject would send a HEAD first.
+	body, oi, _, err := (&minio.Core{Client: b.client}).GetObject(ctx, b.bucket, name, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, storage.ObjectInfo{}, fmt.Errorf("get %s: %w", key, translate(err))
 	}
-	// Stat issues the GET and keeps its body for the reads that follow.
-	oi, err := obj.Stat()
-	if err != nil {
-		obj.Close()
-		return nil, storage.ObjectInfo{}, fmt.Errorf("get %s: %w", key, translate(err))
-	}
-	return obj, b.info(key, oi), nil
+	return body, b.info(key, oi), nil
 }
 
 // Stat implements storage.Backend.

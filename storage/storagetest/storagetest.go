@@ -54,6 +54,40 @@ func Run(t *testing.T, b storage.Backend) {
 		}
 	})
 
+	t.Run("ReadInChunks", func(t *testing.T) {
+		// Read as age does, in 64 KiB+16 chunks with io.ReadFull, not with
+		// ReadAll: some clients misbehave only under this pattern.
+		ctx := t.Context()
+		key := base + "chunks/obj"
+		data := randomBytes(5<<20 + 123)
+		if err := b.Put(ctx, key, bytes.NewReader(data), int64(len(data)), nil); err != nil {
+			t.Fatal(err)
+		}
+		rc, info, err := b.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		if info.Size != int64(len(data)) {
+			t.Errorf("Get size = %d, want %d", info.Size, len(data))
+		}
+		var got []byte
+		buf := make([]byte, 64<<10+16)
+		for {
+			n, err := io.ReadFull(rc, buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes in chunks, want the %d put", len(got), len(data))
+		}
+	})
+
 	t.Run("PutUnknownSize", func(t *testing.T) {
 		ctx := t.Context()
 		for _, size := range []int{10, 20<<20 + 3} { // below and above one S3 part
