@@ -43,3 +43,34 @@ func BenchmarkPushFile(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkFetchFile fetches a real segment from a file repository, in
+// process: one restore_command call without the process start.
+func BenchmarkFetchFile(b *testing.B) {
+	seg := os.Getenv("PGWARD_BENCH_SEGMENT")
+	if seg == "" {
+		b.Skip("PGWARD_BENCH_SEGMENT is not set (make bench sets it)")
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := fs.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := &archive.Archive{Store: store, Layout: catalog.Layout{Cluster: "main"},
+		Sealer: seal.NewSealer([]age.Recipient{id.Recipient()}, seal.LevelFastest, 0),
+		Opener: seal.NewOpener([]age.Identity{id})}
+	if _, err := a.Push(b.Context(), seg); err != nil {
+		b.Fatal(err)
+	}
+	fi, _ := os.Stat(seg)
+	b.SetBytes(fi.Size())
+	dest := filepath.Join(b.TempDir(), "RECOVERYXLOG")
+	for b.Loop() {
+		if err := a.Fetch(b.Context(), filepath.Base(seg), dest); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -33,12 +34,6 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 	}
 	defer rc.Close()
 
-	plain, err := a.Opener.NewReader(rc)
-	if err != nil {
-		return fmt.Errorf("fetch %s: %w", name, err)
-	}
-	defer plain.Close()
-
 	tmp, err := os.CreateTemp(filepath.Dir(dest), tempPrefix+name+"-*")
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
@@ -49,24 +44,37 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	var h *xxh3.Hasher128
-	var w io.Writer = tmp
-	if info.Metadata[MetaChecksum] != "" {
-		h = xxh3.New128()
-		w = io.MultiWriter(tmp, h)
-	}
-	n, err := io.Copy(w, plain)
-	if err != nil {
+	var n int64
+	var sum string
+	if info.Size >= 0 && info.Size <= openInMemoryMax {
+		// A segment-sized object: read it whole and decompress its frames
+		// in parallel, then write the file in one go.
+		sealed, err := io.ReadAll(io.LimitReader(rc, openInMemoryMax+1))
+		if err != nil {
+			return fmt.Errorf("fetch %s: read: %w", name, err)
+		}
+		plain, err := a.Opener.OpenBytes(sealed, openInMemoryMax)
+		if errors.Is(err, seal.ErrTooLarge) {
+			plain, err = nil, nil
+			if sum, n, err = a.unsealTo(tmp, bytes.NewReader(sealed)); err != nil {
+				return fmt.Errorf("fetch %s: %w", name, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("fetch %s: %w", name, err)
+		} else {
+			sum, n = checksum(plain), int64(len(plain))
+			if _, err := tmp.Write(plain); err != nil {
+				return fmt.Errorf("fetch %s: %w", name, err)
+			}
+		}
+	} else if sum, n, err = a.unsealTo(tmp, rc); err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	if want := info.Metadata[MetaSize]; want != "" && want != strconv.FormatInt(n, 10) {
 		return fmt.Errorf("fetch %s: %w: unsealed %d bytes, the object records %s", name, seal.ErrCorrupt, n, want)
 	}
-	if h != nil {
-		sum := h.Sum128().Bytes()
-		if got := hex.EncodeToString(sum[:]); got != info.Metadata[MetaChecksum] {
-			return fmt.Errorf("fetch %s: %w: the unsealed file's checksum is %s, the object records %s", name, seal.ErrCorrupt, short(got), short(info.Metadata[MetaChecksum]))
-		}
+	if want := info.Metadata[MetaChecksum]; want != "" && sum != want {
+		return fmt.Errorf("fetch %s: %w: the unsealed file's checksum is %s, the object records %s", name, seal.ErrCorrupt, short(sum), short(want))
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
@@ -76,6 +84,27 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 	}
 	tmp = nil
 	return nil
+}
+
+// openInMemoryMax is the largest object Fetch unseals in memory (a sealed
+// 16 MiB segment is 1–16 MiB); larger ones are streamed.
+const openInMemoryMax = 16 << 20
+
+// unsealTo streams the plaintext of a sealed object into w and returns
+// its checksum and length.
+func (a *Archive) unsealTo(w io.Writer, sealed io.Reader) (string, int64, error) {
+	plain, err := a.Opener.NewReader(sealed)
+	if err != nil {
+		return "", 0, err
+	}
+	defer plain.Close()
+	h := xxh3.New128()
+	n, err := io.Copy(io.MultiWriter(w, h), plain)
+	if err != nil {
+		return "", n, err
+	}
+	b := h.Sum128().Bytes()
+	return hex.EncodeToString(b[:]), n, nil
 }
 
 // RemoveStaleTemps deletes temporary files that a killed Fetch left in

@@ -23,7 +23,10 @@ need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql-15)
 command -v age >/dev/null || need_pkgs+=(age)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
-[ "$what" = bench ] && ! command -v pgbackrest >/dev/null && need_pkgs+=(pgbackrest)
+if [ "$what" = bench ]; then
+	command -v pgbackrest >/dev/null || need_pkgs+=(pgbackrest)
+	[ -x /usr/bin/time ] || need_pkgs+=(time)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing Debian packages: ${need_pkgs[*]}"
 	# Debian would otherwise create and start a 'main' cluster on port 5432.

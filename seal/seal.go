@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -269,7 +270,9 @@ func (w *writer) Close() error {
 // Opener opens sealed objects with a set of identities (none for a host
 // that only writes).
 type Opener struct {
-	identities []age.Identity
+	identities  []age.Identity
+	decoderOnce sync.Once
+	decoder     *zstd.Decoder // for OpenBytes
 }
 
 // NewOpener returns an Opener for identities.

@@ -13,6 +13,7 @@ import (
 	"testing/iotest"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgward/pgward/seal"
 )
@@ -285,4 +286,84 @@ func TestSourceErrorIsNotCorruption(t *testing.T) {
 			t.Errorf("source failing after %d bytes: %v, want the source's error and not ErrCorrupt", cut, err)
 		}
 	}
+}
+
+func TestOpenBytes(t *testing.T) {
+	id, rcpt := newKey(t)
+	other, _ := newKey(t)
+	opener := seal.NewOpener([]age.Identity{id})
+	for _, tc := range []struct {
+		name string
+		rcpt []age.Recipient
+		size int
+	}{
+		{"encrypted empty", rcpt, 0},
+		{"encrypted one frame", rcpt, 1000},
+		{"encrypted many frames", rcpt, 16<<20 + 5},
+		{"plain many frames", nil, 5 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := walLike(tc.size)
+			sealed := sealBytes(t, seal.NewSealer(tc.rcpt, seal.LevelFastest, 0), data)
+			got, err := opener.OpenBytes(sealed, 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("OpenBytes returned %d bytes that differ from the %d sealed", len(got), len(data))
+			}
+			if tc.size > 0 {
+				if _, err := opener.OpenBytes(sealed, int64(tc.size-1)); !errors.Is(err, seal.ErrTooLarge) {
+					t.Errorf("OpenBytes with a smaller limit: %v, want ErrTooLarge", err)
+				}
+			}
+		})
+	}
+
+	// A zstd stream from another producer (no content sizes) is decoded
+	// as a stream.
+	var foreign bytes.Buffer
+	enc, _ := zstd.NewWriter(&foreign)
+	data := walLike(3 << 20)
+	enc.Write(data)
+	enc.Close()
+	got, err := seal.NewOpener(nil).OpenBytes(foreign.Bytes(), 1<<30)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("foreign zstd stream: %d bytes, %v", len(got), err)
+	}
+
+	sealed := sealBytes(t, seal.NewSealer(rcpt, seal.LevelFastest, 0), walLike(8<<20))
+	tampered := bytes.Clone(sealed)
+	tampered[len(tampered)/2] ^= 1
+	plain := sealBytes(t, seal.NewSealer(nil, seal.LevelFastest, 0), walLike(8<<20))
+	plainTampered := bytes.Clone(plain)
+	plainTampered[len(plainTampered)/2] ^= 0x40
+	for _, tc := range []struct {
+		name   string
+		opener *seal.Opener
+		object []byte
+		want   error
+	}{
+		{"no identity", seal.NewOpener(nil), sealed, seal.ErrNoIdentity},
+		{"wrong identity", seal.NewOpener([]age.Identity{other}), sealed, seal.ErrWrongIdentity},
+		{"truncated", opener, sealed[:len(sealed)-1000], seal.ErrCorrupt},
+		{"tampered", opener, tampered, seal.ErrCorrupt},
+		{"plain truncated", opener, plain[:len(plain)-10], seal.ErrCorrupt},
+		{"plain tampered", opener, plainTampered, seal.ErrCorrupt},
+		{"garbage", opener, []byte("garbage"), seal.ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.opener.OpenBytes(tc.object, 1<<30); !errors.Is(err, tc.want) {
+				t.Fatalf("OpenBytes = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzOpenBytes(f *testing.F) {
+	f.Add(sealBytes(f, seal.NewSealer(nil, seal.LevelFastest, 0), []byte("hello")))
+	f.Add(sealBytes(f, seal.NewSealer(nil, seal.LevelFastest, 0), walLike(3<<20))[:200])
+	f.Fuzz(func(t *testing.T, object []byte) {
+		_, _ = seal.NewOpener(nil).OpenBytes(object, 64<<20)
+	})
 }

@@ -1,0 +1,177 @@
+package seal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+)
+
+// OpenBytes unseals a whole object held in memory and returns the
+// plaintext. pgward's objects are independent zstd frames that record
+// their content size, so the frames are decompressed in parallel, each
+// straight into its place in the result; an object of any other shape is
+// decoded as one stream. maxSize bounds the plaintext; a larger object
+// returns an error wrapping ErrTooLarge and the caller should stream it.
+func (o *Opener) OpenBytes(sealed []byte, maxSize int64) ([]byte, error) {
+	compressed := sealed
+	switch {
+	case bytes.HasPrefix(sealed, ageMagic):
+		if len(o.identities) == 0 {
+			return nil, ErrNoIdentity
+		}
+		r, err := age.Decrypt(bytes.NewReader(sealed), o.identities...)
+		if err != nil {
+			var noMatch *age.NoIdentityMatchError
+			if errors.As(err, &noMatch) {
+				return nil, ErrWrongIdentity
+			}
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		// The plaintext of an age file is at most its size.
+		buf := bytes.NewBuffer(make([]byte, 0, len(sealed)))
+		if _, err := buf.ReadFrom(r); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		compressed = buf.Bytes()
+	case bytes.HasPrefix(sealed, zstdMagic):
+	default:
+		return nil, fmt.Errorf("%w: neither an age file nor a zstd stream", ErrCorrupt)
+	}
+
+	frames, total, ok := splitFrames(compressed)
+	if !ok {
+		return o.decodeStream(compressed, maxSize)
+	}
+	if total > uint64(maxSize) {
+		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, total)
+	}
+	out := make([]byte, total)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	decoder := o.frameDecoder()
+	sem := make(chan struct{}, decoderConcurrency)
+	for _, f := range frames {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			dst := out[f.offset : f.offset : f.offset+f.size]
+			got, err := decoder.DecodeAll(compressed[f.start:f.end], dst)
+			if err == nil && uint64(len(got)) != f.size {
+				err = fmt.Errorf("frame holds %d bytes, its header says %d", len(got), f.size)
+			}
+			if err == nil && len(got) > 0 && &got[0] != &out[f.offset] {
+				err = errors.New("frame decoded outside its place") // cannot happen: cap is exact
+			}
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%w: %v", ErrCorrupt, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// ErrTooLarge is returned (wrapped) by OpenBytes when the plaintext would
+// exceed the caller's limit.
+var ErrTooLarge = errors.New("object too large to open in memory")
+
+const decoderConcurrency = 4
+
+// frameDecoder returns the Opener's DecodeAll decoder, made on first use.
+func (o *Opener) frameDecoder() *zstd.Decoder {
+	o.decoderOnce.Do(func() {
+		// The options are valid constants, so NewReader cannot fail.
+		o.decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(decoderConcurrency), zstd.WithDecoderMaxMemory(1<<30))
+	})
+	return o.decoder
+}
+
+func (o *Opener) decodeStream(compressed []byte, maxSize int64) ([]byte, error) {
+	dec, err := zstd.NewReader(bytes.NewReader(compressed), zstd.WithDecoderConcurrency(2))
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(dec, maxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if n > maxSize {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, maxSize)
+	}
+	return buf.Bytes(), nil
+}
+
+type frameSpan struct {
+	start, end   int    // in the compressed stream
+	offset, size uint64 // in the plaintext
+}
+
+// splitFrames finds the zstd frames in b by walking their block headers
+// (RFC 8878 §3.1.1). It reports ok only when every frame records its
+// content size; skippable frames are passed over.
+func splitFrames(b []byte) (frames []frameSpan, total uint64, ok bool) {
+	for pos := 0; pos < len(b); {
+		var h zstd.Header
+		if err := h.Decode(b[pos:]); err != nil {
+			return nil, 0, false
+		}
+		if h.Skippable {
+			if pos += 8 + int(h.SkippableSize); pos > len(b) {
+				return nil, 0, false
+			}
+			continue
+		}
+		// Sizes beyond any WAL file (and sums that could wrap) go to the
+		// stream decoder, which enforces the caller's limit as it reads.
+		if !h.HasFCS || h.FrameContentSize > 1<<32 || total > 1<<40 {
+			return nil, 0, false
+		}
+		p := pos + h.HeaderSize
+		for {
+			if p+3 > len(b) {
+				return nil, 0, false
+			}
+			bh := uint32(b[p]) | uint32(b[p+1])<<8 | uint32(b[p+2])<<16
+			last, typ, size := bh&1 == 1, (bh>>1)&3, int(bh>>3)
+			p += 3
+			switch typ {
+			case 0, 2: // raw, compressed
+				p += size
+			case 1: // RLE: one byte repeated size times
+				p++
+			default:
+				return nil, 0, false
+			}
+			if last {
+				break
+			}
+		}
+		if h.HasCheckSum {
+			p += 4
+		}
+		if p > len(b) {
+			return nil, 0, false
+		}
+		frames = append(frames, frameSpan{start: pos, end: p, offset: total, size: h.FrameContentSize})
+		total += h.FrameContentSize
+		pos = p
+	}
+	return frames, total, len(frames) > 0
+}
