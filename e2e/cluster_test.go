@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgward/pgward/internal/miniotest"
 )
 
 // cluster is a scratch PostgreSQL server on a loopback port, with its
@@ -25,7 +27,7 @@ type cluster struct {
 // newPrimary runs initdb and configures WAL archiving through pgward.
 func newPrimary(t *testing.T, base string, archiveCommand string, extraConf ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: filepath.Join(base, "primary"), port: freePort(t), sock: base}
+	c := &cluster{t: t, dir: filepath.Join(base, "primary"), port: miniotest.FreePort(t), sock: base}
 	must(t, base, nil, filepath.Join(pgBinDir, "initdb"), "-D", c.dir, "-A", "trust", "-U", "postgres", "--no-sync")
 	conf := []string{
 		"wal_level = replica",
@@ -42,7 +44,7 @@ func newPrimary(t *testing.T, base string, archiveCommand string, extraConf ...s
 // recover through restore_command.
 func restoreCluster(t *testing.T, base, dataDir, restoreCommand string, extraConf ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: dataDir, port: freePort(t), sock: base}
+	c := &cluster{t: t, dir: dataDir, port: miniotest.FreePort(t), sock: base}
 	if err := os.WriteFile(filepath.Join(dataDir, "recovery.signal"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"sync"
 
-	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -21,16 +20,9 @@ func (o *Opener) OpenBytes(sealed []byte, maxSize int64) ([]byte, error) {
 	compressed := sealed
 	switch {
 	case bytes.HasPrefix(sealed, ageMagic):
-		if len(o.identities) == 0 {
-			return nil, ErrNoIdentity
-		}
-		r, err := age.Decrypt(bytes.NewReader(sealed), o.identities...)
+		r, err := o.decrypt(bytes.NewReader(sealed))
 		if err != nil {
-			var noMatch *age.NoIdentityMatchError
-			if errors.As(err, &noMatch) {
-				return nil, ErrWrongIdentity
-			}
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, err
 		}
 		// The plaintext of an age file is at most its size.
 		buf := bytes.NewBuffer(make([]byte, 0, len(sealed)))

@@ -280,6 +280,22 @@ func NewOpener(identities []age.Identity) *Opener {
 	return &Opener{identities: identities}
 }
 
+// decrypt starts decrypting an age file, naming the usual failures.
+func (o *Opener) decrypt(src io.Reader) (io.Reader, error) {
+	if len(o.identities) == 0 {
+		return nil, ErrNoIdentity
+	}
+	r, err := age.Decrypt(src, o.identities...)
+	if err != nil {
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) {
+			return nil, ErrWrongIdentity
+		}
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return r, nil
+}
+
 // CanDecrypt reports whether the Opener holds any identity.
 func (o *Opener) CanDecrypt() bool { return len(o.identities) > 0 }
 
@@ -295,27 +311,15 @@ func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("unseal: read header: %w", err)
 	}
-	// A failing source (a dropped connection) is not corruption: report
-	// the source's error as it is.
-	sourceOr := func(err error) error {
-		if sr.err != nil && sr.err != io.EOF {
-			return fmt.Errorf("unseal: read: %w", sr.err)
-		}
-		return err
-	}
 	var plain io.Reader
 	switch {
 	case bytes.HasPrefix(head, ageMagic):
-		if len(o.identities) == 0 {
-			return nil, ErrNoIdentity
+		r, err := o.decrypt(br)
+		if errors.Is(err, ErrCorrupt) {
+			return nil, (&reader{src: sr}).failure(err)
 		}
-		r, err := age.Decrypt(br, o.identities...)
 		if err != nil {
-			var noMatch *age.NoIdentityMatchError
-			if errors.As(err, &noMatch) {
-				return nil, ErrWrongIdentity
-			}
-			return nil, sourceOr(fmt.Errorf("%w: %v", ErrCorrupt, err))
+			return nil, err
 		}
 		plain = r
 	case bytes.HasPrefix(head, zstdMagic):
@@ -349,10 +353,14 @@ type reader struct {
 	src *sourceReader
 }
 
-// failure names what failed: the source, or the object (corruption).
+// failure names what failed: the source (a dropped connection is not
+// corruption, and must not look like it), or the object.
 func (r *reader) failure(err error) error {
 	if r.src.err != nil && r.src.err != io.EOF {
 		return fmt.Errorf("unseal: read: %w", r.src.err)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return err
 	}
 	return fmt.Errorf("%w: %v", ErrCorrupt, err)
 }

@@ -66,7 +66,7 @@ func Start(t testing.TB) *Server {
 		Require(t, "MinIO")
 	}
 	s := &Server{AccessKey: "pgwardtest", SecretKey: randomHex(16), dataDir: t.TempDir()}
-	port := freePort(t)
+	port := FreePort(t)
 	s.Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
 	s.start(t, bin)
 	t.Cleanup(func() { s.Stop(t) })
@@ -149,7 +149,8 @@ func (s *Server) Env() []string {
 	}
 }
 
-func freePort(t testing.TB) int {
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
