@@ -191,6 +191,14 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 		if o.err != nil {
 			return 0, fmt.Errorf("push %s: check for an existing copy: %w", name, o.err)
 		}
+		if fn.Kind == wal.KindPartial && o.info.Metadata[MetaSource] == SourceStream && o.info.Metadata[MetaChecksum] != sum {
+			// The stream's provisional partial gives way to the one
+			// PostgreSQL archives at promotion, which ends at the switch.
+			if err := a.Store.Delete(ctx, o.info.Key); err != nil {
+				return 0, fmt.Errorf("push %s: replace the stream's partial: %w", name, err)
+			}
+			continue
+		}
 		return a.matchStored(o.info, name, sum)
 	}
 
@@ -362,4 +370,20 @@ func (a *Archive) createClusterInfo(ctx context.Context, info catalog.ClusterInf
 	a.logger().Info("repository cluster created", "cluster", a.Layout.Cluster,
 		"system_identifier", strconv.FormatUint(info.SystemIdentifier, 10), "pg_version", info.PGVersion)
 	return nil
+}
+
+// EnsureCluster checks that the repository cluster belongs to the system
+// sysid, creating its cluster.json when nothing was stored yet.
+func (a *Archive) EnsureCluster(ctx context.Context, sysid uint64, pgVersion int, segSize uint32) error {
+	info, err := a.readClusterInfo(ctx)
+	if errors.Is(err, storage.ErrNotExist) {
+		return a.createClusterInfo(ctx, catalog.ClusterInfo{
+			Format: catalog.ClusterInfoFormat, SystemIdentifier: sysid,
+			PGVersion: pgVersion, WALSegmentSize: segSize, CreatedAt: a.now().UTC(),
+		})
+	}
+	if err != nil {
+		return err
+	}
+	return info.Check(a.Layout.Cluster, sysid, segSize)
 }

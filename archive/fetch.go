@@ -134,6 +134,22 @@ func (a *Archive) open(ctx context.Context, name string) (io.ReadCloser, storage
 			return nil, storage.ObjectInfo{}, fmt.Errorf("fetch %s: %w", name, err)
 		}
 	}
+	// A segment not stored whole may exist as the stream's newest partial:
+	// serving it lets recovery reach the last second the stream stored.
+	if f, err := wal.ParseFileName(name); err == nil && f.Kind == wal.KindSegment {
+		for _, s := range suffixes {
+			rc, info, err := a.Store.Get(ctx, a.Layout.WALKey(name+wal.PartialSuffix, s))
+			if err == nil {
+				if info.Metadata[MetaSource] == SourceStream {
+					a.logger().Info("serving the stream's partial segment", "segment", name, "lsn", info.Metadata[MetaEnd])
+					return rc, info, nil
+				}
+				rc.Close()
+			} else if !errors.Is(err, storage.ErrNotExist) {
+				return nil, storage.ObjectInfo{}, fmt.Errorf("fetch %s: %w", name, err)
+			}
+		}
+	}
 	// "Not found" ends recovery, so it must mean the end of this cluster's
 	// archive, not a wrong bucket, prefix or --cluster: those have no
 	// cluster.json.

@@ -97,6 +97,10 @@ func (c *ClusterInfo) UnmarshalJSON(b []byte) error {
 // meets a repository cluster that belongs to another.
 var ErrOtherSystem = errors.New("WAL belongs to a different PostgreSQL system")
 
+// ErrOtherSegmentSize is returned (wrapped) when WAL of another
+// wal_segment_size meets a repository cluster.
+var ErrOtherSegmentSize = errors.New("WAL segment size differs from the repository cluster's")
+
 // Check reports whether WAL described by sysid and segSize may join this
 // cluster.
 func (c ClusterInfo) Check(cluster string, sysid uint64, segSize uint32) error {
@@ -105,7 +109,7 @@ func (c ClusterInfo) Check(cluster string, sysid uint64, segSize uint32) error {
 			"a restored copy must archive under its own --cluster name", ErrOtherSystem, sysid, cluster, c.SystemIdentifier)
 	}
 	if c.WALSegmentSize != segSize {
-		return fmt.Errorf("segment size %d differs from the %d recorded for cluster %q", segSize, c.WALSegmentSize, cluster)
+		return fmt.Errorf("%w: %d, but %d is recorded for cluster %q", ErrOtherSegmentSize, segSize, c.WALSegmentSize, cluster)
 	}
 	return nil
 }

@@ -144,6 +144,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			walPushCommand(),
 			walFetchCommand(),
 			walPrefetchCommand(),
+			streamCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/stream"
+)
+
+func streamCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "stream",
+		Usage: "stream WAL from the primary over a replication slot into the repository (the sidecar)",
+		Description: `Connects to the primary as a physical replication client, on the slot --slot
+(created if missing), and stores every completed WAL segment in the repository
+as wal-push would, plus, every --partial-interval, the segment being received
+as <segment>.partial: losing the whole site then loses seconds of WAL, not a
+segment. wal-fetch serves the newest partial when the complete segment is
+missing.
+
+The flush position reported to the server never passes what is stored, so the
+slot keeps on the primary every byte not yet in the repository. Restarts,
+kill -9, storage outages and lost connections need no action: streaming
+resumes after the newest segment held. With several hosts
+(host=a,b target_session_attrs=read-write) it follows a failover to the new
+primary and its timeline.
+
+--source takes a libpq connection string or URL; without it, the PG*
+environment variables apply. The user needs the REPLICATION attribute.
+
+Serves /metrics (Prometheus) and /healthz on --listen.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", EnvVars: []string{"PGWARD_SOURCE"}, Usage: "primary's connection `STRING` (libpq keywords or URL; PG* variables apply)"},
+			&cli.StringFlag{Name: "slot", EnvVars: []string{"PGWARD_SLOT"}, Value: stream.DefaultSlot, Usage: "physical replication slot `NAME`"},
+			&cli.StringFlag{Name: "spool-dir", EnvVars: []string{"PGWARD_STREAM_SPOOL_DIR"}, Usage: "local `DIR` for WAL not yet stored (default /var/lib/pgward/spool/<cluster>)"},
+			&cli.DurationFlag{Name: "partial-interval", EnvVars: []string{"PGWARD_PARTIAL_INTERVAL"}, Value: stream.DefaultPartialInterval, Usage: "store the segment being received this often (`DURATION`; 0 turns it off)"},
+			&cli.DurationFlag{Name: "status-interval", EnvVars: []string{"PGWARD_STATUS_INTERVAL"}, Value: 10 * time.Second, Usage: "report positions to the server this often"},
+			&cli.StringFlag{Name: "spool-max", EnvVars: []string{"PGWARD_SPOOL_MAX"}, Value: "1GiB", Usage: "pause receiving when this much `SIZE` of WAL waits in the spool (the slot then holds it)"},
+			&cli.StringFlag{Name: "listen", EnvVars: []string{"PGWARD_LISTEN"}, Value: "127.0.0.1:9187", Usage: "serve /metrics and /healthz on `ADDR` (empty: off)"},
+		},
+		Action: runStream,
+	}
+}
+
+func runStream(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("stream takes no arguments, got %q", c.Args().First())
+	}
+	s := settingsFrom(c)
+	log, err := s.logger(c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	sealer, err := s.sealer()
+	if err != nil {
+		return err
+	}
+	store, layout, err := s.openRepo()
+	if err != nil {
+		return err
+	}
+	connCfg, err := pgconn.ParseConfig(c.String("source"))
+	if err != nil {
+		return fmt.Errorf("--source: %w", err)
+	}
+	spoolMax, err := parseByteSize(c.String("spool-max"))
+	if err != nil {
+		return fmt.Errorf("--spool-max: %w", err)
+	}
+	partial := c.Duration("partial-interval")
+	if partial < 0 {
+		return fmt.Errorf("--partial-interval %s: must not be negative", partial)
+	}
+	if partial == 0 {
+		partial = -1 // off
+	}
+	spool := c.String("spool-dir")
+	if spool == "" {
+		spool = filepath.Join("/var/lib/pgward/spool", layout.Cluster)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st, err := stream.New(stream.Config{
+		Conn: connCfg, Slot: c.String("slot"), SpoolDir: spool,
+		PartialInterval: partial, StatusInterval: c.Duration("status-interval"), SpoolMax: spoolMax,
+		Archive: &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log},
+		Logger:  log, Metrics: stream.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx := c.Context
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if addr := c.String("listen"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			ok, why := st.Health()
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			fmt.Fprintln(w, why)
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server failed", "err", err)
+			}
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		})
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
+	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
+	return st.Run(ctx)
+}
+
+// parseByteSize reads sizes like 512MiB, 1GiB, 1048576.
+func parseByteSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("invalid size %q: want a positive number with a unit, like 512MiB", s)
+			}
+			return n * u.mult, nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid size %q: want a positive number with a unit, like 512MiB", s)
+	}
+	return n, nil
+}
