@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -102,6 +103,12 @@ func New(cfg Config) (*Streamer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Conn = cfg.Conn.Copy()
+	if cfg.Conn.ValidateConnect != nil {
+		// target_session_attrs was given. pgconn checks it with SQL, which
+		// a physical walsender refuses; the in_hot_standby parameter that
+		// PostgreSQL 14+ reports at connection says the same.
+		cfg.Conn.ValidateConnect = requirePrimary
+	}
 	if cfg.Conn.RuntimeParams == nil {
 		cfg.Conn.RuntimeParams = map[string]string{}
 	}
@@ -157,6 +164,17 @@ func (s *Streamer) Run(ctx context.Context) error {
 		backoff = min(2*backoff, maxBackoff)
 	}
 	return nil
+}
+
+// requirePrimary accepts only a server that is not a hot standby.
+func requirePrimary(_ context.Context, conn *pgconn.PgConn) error {
+	switch conn.ParameterStatus("in_hot_standby") {
+	case "off":
+		return nil
+	case "on":
+		return errors.New("the server is a standby (in_hot_standby = on); looking for the primary")
+	}
+	return errors.New("the server does not report in_hot_standby (PostgreSQL 14 or later is needed for target_session_attrs)")
 }
 
 // fatalError ends Run: retrying cannot help.
@@ -327,8 +345,14 @@ func (s *Streamer) heldSegments(ctx context.Context) ([]heldSegment, error) {
 	a := s.cfg.Archive
 	prefix := a.Layout.WALPrefix()
 	err := a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
-		name, _, _ := strings.Cut(strings.TrimPrefix(oi.Key, prefix), ".")
-		add(name)
+		name := strings.TrimPrefix(oi.Key, prefix)
+		// Only the seal suffix goes: "<segment>.partial.zst.age" must stay
+		// a partial, not pass for a complete segment.
+		if n, ok := strings.CutSuffix(name, seal.SuffixEncrypted); ok {
+			add(n)
+		} else if n, ok := strings.CutSuffix(name, seal.SuffixPlain); ok {
+			add(n)
+		}
 		return nil
 	})
 	if err != nil {

@@ -171,6 +171,11 @@ func (r *Receiver) Stream(ctx context.Context, conn *pgconn.PgConn, slot string,
 			return &TimelineEnd{Timeline: tli, End: s.received, Next: uint32(cdr.Timeline), Start: LSN(cdr.LSN)}
 		case *pgproto3.ErrorResponse:
 			return pgconn.ErrorResponseToPgError(msg)
+		case *pgproto3.CommandComplete, *pgproto3.ReadyForQuery:
+			// The server ended the stream without a timeline switch: it is
+			// shutting down.
+			s.syncFile()
+			return errors.New("the server ended streaming (shutting down?)")
 		case *pgproto3.NoticeResponse:
 		default:
 			return fmt.Errorf("receive: unexpected message %T", msg)
