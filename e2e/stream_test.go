@@ -173,7 +173,10 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	pushCfg := writeConfig(t, base, "push.yaml", "repo: s3://"+bucket+"/pg\nrecipient: "+recipient+"\n")
 	fetchCfg := writeConfig(t, base, "fetch.yaml", "repo: s3://"+bucket+"/pg\nidentity-file: "+identity+"\n")
 
-	primary := newPrimary(t, base, "/bin/true", "archive_mode = off", "max_wal_senders = 10", "wal_keep_size = 256MB")
+	// archive_command stores into the same repository as the sidecar: both
+	// paths must agree (identical content is accepted, never rewritten).
+	primary := newPrimary(t, base, pgward+" --config "+pushCfg+" wal-push %p", "max_wal_senders = 10", "wal_keep_size = 256MB")
+	primary.env = srv.Env()
 	primary.start()
 	primary.psql("CREATE TABLE ledger (id int PRIMARY KEY)")
 	pgbench := filepath.Join(pgBinDir, "pgbench")
@@ -184,6 +187,7 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	must(t, base, nil, filepath.Join(pgBinDir, "pg_basebackup"), append(primary.connArgs(), "-D", replicaDir, "-X", "stream", "-R", "-c", "fast")...)
 	replica := &cluster{t: t, dir: replicaDir, port: miniotest.FreePort(t), sock: base}
 	replica.appendConf("hot_standby = on")
+	replica.env = srv.Env()
 	replica.start()
 
 	spool := filepath.Join(base, "spool")
@@ -223,6 +227,9 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	// Storage down for 20 s under load, then back.
 	srv.Stop(t)
 	load(20, primary)
+	if errs, _ := sc.metric("pgward_stream_upload_errors_total"); errs == 0 {
+		t.Errorf("MinIO was down for 20 s but the sidecar reports no upload errors")
+	}
 	srv.Restart(t)
 	sc.waitStored(currentLSN(t, primary), 2*time.Minute)
 
@@ -242,6 +249,7 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	final := currentLSN(t, replica)
 	sc.waitStored(final, 2*time.Minute)
 	sc.stop()
+	replica.switchAndWaitArchived(time.Minute) // archive_command got through everything too
 
 	led.mu.Lock()
 	committed := led.committed

@@ -973,3 +973,36 @@ func TestRoundTripEncrypted(t *testing.T) {
 		assertEmptyDir(t, filepath.Dir(dest))
 	})
 }
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "10MB": 10e6, "4096": 4096} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1GiB", "1TiBx", "GiB", "0"} {
+		if _, err := parseByteSize(bad); err == nil {
+			t.Errorf("parseByteSize(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestStreamBadInput(t *testing.T) {
+	isolate(t)
+	_, repoURL := fileRepo(t)
+	_, recipient := generateKey(t, t.TempDir(), "key")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"bad slot", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--slot", "Bad-Slot", "--listen", ""}, []string{"invalid slot name"}},
+		{"bad spool max", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--spool-max", "lots"}, []string{"--spool-max", "512MiB"}},
+		{"no recipient", []string{"--repo", repoURL, "stream"}, []string{"no recipient"}},
+		{"bad source", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--source", "host=x port=notaport"}, []string{"--source"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pgward(t, tc.args...).check(t, exitError, tc.want, nil)
+		})
+	}
+}
