@@ -41,7 +41,7 @@ e2e:
 # segment as PostgreSQL calls it, into a file repository and into MinIO.
 bench:
 	scripts/install-deps.sh bench
-	$(GO) test -tags 'e2e bench' -count=1 -timeout 60m -run '^TestBench$$' -v ./e2e/ | grep -v -E '^(=== RUN|--- PASS|PASS$$|ok )'
+	$(GO) test -tags 'e2e bench' -count=1 -timeout 60m -run '^TestBench' -v ./e2e/ | grep -v -E '^(=== RUN|--- PASS|PASS$$|ok )'
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzOpen -fuzztime=30s ./seal
