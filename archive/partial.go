@@ -34,11 +34,19 @@ func (a *Archive) PutStreamPartial(ctx context.Context, segment string, data []b
 	key := a.Layout.WALKey(name, a.Sealer.Suffix())
 	for _, k := range []string{key, a.Layout.WALKey(name, otherSuffix(a.Sealer.Suffix()))} {
 		info, err := a.Store.Stat(ctx, k)
-		if err == nil && info.Metadata[MetaSource] != SourceStream {
+		if errors.Is(err, storage.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store %s: %w", name, err)
+		}
+		if info.Metadata[MetaSource] != SourceStream {
 			return fmt.Errorf("store %s: %w", name, ErrNotStreamPartial)
 		}
-		if err != nil && !errors.Is(err, storage.ErrNotExist) {
-			return fmt.Errorf("store %s: %w", name, err)
+		// Partials only grow: an older, shorter one (a late upload, a
+		// restart) never replaces a longer one.
+		if stored, err := wal.ParseLSN(info.Metadata[MetaEnd]); err == nil && stored >= end {
+			return nil
 		}
 	}
 	var sealed bytes.Buffer

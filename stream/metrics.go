@@ -21,6 +21,7 @@ type Metrics struct {
 	Connected        prometheus.Gauge
 	Timeline         prometheus.Gauge
 	SegmentsUploaded prometheus.Counter
+	Gaps             prometheus.Counter
 }
 
 // NewMetrics makes the collectors and registers them on reg.
@@ -30,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m := &Metrics{
 		ReceivedLSN:   g("received_lsn", "End of the WAL received and written to the local spool."),
-		FlushedLSN:    g("flushed_lsn", "Flush position last reported to the server: never beyond stored_lsn."),
+		FlushedLSN:    g("flushed_lsn", "Flush position last reported to the server: never beyond stored_lsn or the slot's own position."),
 		StoredLSN:     g("stored_lsn", "End of the WAL durably stored in the repository (segments and the newest partial)."),
 		ServerLSN:     g("server_lsn", "The server's current end of WAL, from its last message."),
 		LagBytes:      g("lag_bytes", "server_lsn minus stored_lsn: WAL a lost site would lose now."),
@@ -40,13 +41,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		UploadErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pgward", Subsystem: "stream",
 			Name: "upload_errors_total", Help: "Failed attempts to store a segment or partial (each is retried)."}),
 		SpoolBytes:   g("spool_bytes", "Bytes of WAL in the local spool waiting to be stored."),
-		SlotRetained: g("slot_retained_bytes", "WAL the server keeps for the replication slot (server_lsn minus the slot's restart_lsn)."),
+		SlotRetained: g("slot_retained_bytes", "WAL the server keeps for the slot: server_lsn minus the flush position last reported (a physical slot's restart_lsn)."),
 		Connected:    g("connected", "1 while a replication connection is streaming."),
 		Timeline:     g("timeline", "Timeline being streamed."),
 		SegmentsUploaded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pgward", Subsystem: "stream",
 			Name: "segments_stored_total", Help: "Complete segments stored in the repository."}),
+		Gaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pgward", Subsystem: "stream",
+			Name: "gaps_total", Help: "Times the server no longer had the WAL after the repository's end, leaving a gap."}),
 	}
 	reg.MustRegister(m.ReceivedLSN, m.FlushedLSN, m.StoredLSN, m.ServerLSN, m.LagBytes, m.LagSeconds,
-		m.NewestSegment, m.NewestPartial, m.UploadErrors, m.SpoolBytes, m.SlotRetained, m.Connected, m.Timeline, m.SegmentsUploaded)
+		m.NewestSegment, m.NewestPartial, m.UploadErrors, m.SpoolBytes, m.SlotRetained, m.Connected, m.Timeline, m.SegmentsUploaded, m.Gaps)
 	return m
 }

@@ -63,17 +63,18 @@ type Streamer struct {
 	cfg Config
 	log *slog.Logger
 
-	segSize atomic.Uint32
-	stored  atomic.Uint64 // wal.LSN durably in the repository
-	pending atomic.Int64  // bytes of complete segments in the spool
+	segSize   atomic.Uint32
+	stored    atomic.Uint64 // wal.LSN: end of the WAL in the repository, without a gap, on the server's path
+	slotFloor atomic.Uint64 // wal.LSN: the slot's restart_lsn when the session began
+	pending   atomic.Int64  // bytes of complete segments in the spool (recounted by the uploader)
 
 	mu          sync.Mutex
-	current     *wal.Progress // the segment being received, nil if none
-	partialEnd  wal.LSN       // end of the newest stored partial
-	connected   time.Time     // zero when not streaming
-	lastStored  time.Time
-	failingFrom time.Time // first upload failure since the last success
-	serverTrail []mark    // recent (server LSN, time) pairs, for lag in seconds
+	server      uint32             // the server's timeline
+	serverHist  []wal.HistoryEntry // and its history: the path WAL must follow
+	current     *wal.Progress      // the segment being received, nil if none
+	connected   time.Time          // zero when not streaming
+	failingFrom time.Time          // first upload failure since the last success
+	serverTrail []mark             // recent (server LSN, time) pairs, for lag in seconds
 	wake        chan struct{}
 }
 
@@ -229,14 +230,21 @@ func (s *Streamer) session(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	tli, start, err := s.startPoint(ctx, uint32(ident.Timeline), history, slot)
+	s.mu.Lock()
+	s.server, s.serverHist, s.current = uint32(ident.Timeline), history, nil
+	s.mu.Unlock()
+	s.slotFloor.Store(uint64(slot.restart))
+	tli, start, err := s.startPoint(ctx, slot)
 	if err != nil {
-		return &fatalError{err}
+		return err
 	}
 
 	recv := &wal.Receiver{
 		Dir: s.cfg.SpoolDir, SegmentSize: segSize, StatusInterval: s.cfg.StatusInterval, Logger: s.log,
-		Flushed:    func() wal.LSN { return wal.LSN(s.stored.Load()) },
+		// Never report more than the repository holds; the slot's own
+		// position is safe to repeat (it keeps what it keeps).
+		Flushed:    func() wal.LSN { return wal.LSN(max(s.stored.Load(), s.slotFloor.Load())) },
+		OnStatus:   s.statusSent,
 		OnSegment:  s.segmentReceived,
 		OnProgress: s.progress,
 		Pause:      func() bool { return s.pending.Load() >= s.cfg.SpoolMax },
@@ -248,15 +256,41 @@ func (s *Streamer) session(ctx context.Context, ready func()) error {
 		}
 		err := recv.Stream(ctx, conn, s.cfg.Slot, tli, start)
 		var end *wal.TimelineEnd
-		if !errors.As(err, &end) {
+		switch {
+		case errors.As(err, &end):
+			s.log.Info("timeline ended; following the next one", "timeline", end.Timeline, "lsn", end.End, "next_timeline", end.Next)
+			// Anything stored past the switch point is not on the path.
+			s.lowerStored(end.End)
+			if err := s.finishTimeline(ctx, conn, recv, end); err != nil {
+				return err
+			}
+			tli, start = end.Next, end.Start-wal.LSN(uint64(end.Start)%uint64(segSize))
+		case walRemoved(err) && slot.restart > start:
+			// The server no longer has the WAL after the repository's end:
+			// it is lost unless archive_command stored it. Say so loudly and
+			// go on from the slot, accepting the gap, rather than stall.
+			tli2, start2, rerr := s.path(max(slot.timeline, 1), slot.restart)
+			if rerr != nil {
+				return &fatalError{rerr}
+			}
+			s.log.Error("WAL between the repository's end and the slot's position is gone from the server: the repository has a gap",
+				"from", start, "to", start2)
+			if m := s.cfg.Metrics; m != nil {
+				m.Gaps.Inc()
+			}
+			tli, start = tli2, start2
+			s.setStored(start)
+		default:
 			return err
 		}
-		s.log.Info("timeline ended; following the next one", "timeline", end.Timeline, "lsn", end.End, "next_timeline", end.Next)
-		if err := s.finishTimeline(ctx, conn, recv, end); err != nil {
-			return err
-		}
-		tli, start = end.Next, end.Start-wal.LSN(uint64(end.Start)%uint64(segSize))
 	}
+}
+
+// walRemoved reports the server's "requested WAL segment … has already
+// been removed".
+func walRemoved(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.Contains(pgErr.Message, "has already been removed")
 }
 
 // history fetches the server's timeline history and stores its history
@@ -286,41 +320,56 @@ func (s *Streamer) history(ctx context.Context, conn *pgconn.PgConn, tli uint32)
 
 // startPoint decides where streaming resumes: after the newest complete
 // segment held (stored, or waiting in the spool), or, with nothing held,
-// at the slot's position; always at a segment boundary.
-func (s *Streamer) startPoint(ctx context.Context, server uint32, history []wal.HistoryEntry, slot slotState) (uint32, wal.LSN, error) {
-	segSize := s.segSize.Load()
-	held, err := s.heldSegments(ctx)
+// at the slot's position; always at a segment boundary, along the
+// server's timeline history. It also sets the stored position from the
+// repository alone: spooled WAL counts once it is stored.
+func (s *Streamer) startPoint(ctx context.Context, slot slotState) (uint32, wal.LSN, error) {
+	repo, spool, err := s.heldSegments(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
+	repoTLI, repoEnd := s.newest(repo)
+	if repoTLI == 0 {
+		s.setStored(0)
+	} else {
+		_, stored, err := s.path(repoTLI, repoEnd)
+		if err != nil {
+			return 0, 0, &fatalError{err}
+		}
+		s.setStored(stored)
+	}
+	tli, end := s.newest(append(repo, spool...))
+	if tli == 0 {
+		tli, end = max(slot.timeline, 1), slot.restart
+		s.log.Info("nothing stored yet: starting at the slot's position", "lsn", end)
+	}
+	tli, start, err := s.path(tli, end)
+	if err != nil {
+		return 0, 0, &fatalError{err}
+	}
+	return tli, start, nil
+}
+
+// path is resumePoint on the current server's history.
+func (s *Streamer) path(tli uint32, end wal.LSN) (uint32, wal.LSN, error) {
+	s.mu.Lock()
+	server, hist := s.server, s.serverHist
+	s.mu.Unlock()
+	return resumePoint(tli, end, server, hist, s.segSize.Load())
+}
+
+// newest is the end of the newest segment in held: highest timeline,
+// then highest segment.
+func (s *Streamer) newest(held []heldSegment) (uint32, wal.LSN) {
+	segSize := s.segSize.Load()
 	var tli uint32
 	var end wal.LSN
-	for _, h := range held { // highest timeline, then highest segment
+	for _, h := range held {
 		if h.tli > tli || h.tli == tli && wal.SegmentStart(h.segNo+1, segSize) > end {
 			tli, end = h.tli, wal.SegmentStart(h.segNo+1, segSize)
 		}
 	}
-	if tli == 0 {
-		tli, end = slot.timeline, slot.restart
-		if tli == 0 {
-			tli = server
-		}
-		s.log.Info("nothing stored yet: starting at the slot's position", "lsn", end)
-	}
-	tli, start, err := resumePoint(tli, end, server, history, segSize)
-	if err != nil {
-		return 0, 0, err
-	}
-	if slotStart := wal.SegmentStart(wal.SegmentNo(slot.restart, segSize), segSize); slot.restart != 0 && start < slotStart {
-		s.log.Warn("the repository ends before the slot's position: WAL in between must come from archive_command",
-			"repository_end", start, "slot_restart_lsn", slot.restart)
-		tli, start, err = resumePoint(max(slot.timeline, 1), slotStart, server, history, segSize)
-		if err != nil {
-			return 0, 0, err
-		}
-	}
-	s.storedAtLeast(start)
-	return tli, start, nil
+	return tli, end
 }
 
 type heldSegment struct {
@@ -329,43 +378,49 @@ type heldSegment struct {
 }
 
 // heldSegments lists the complete segments in the repository and in the
-// spool.
-func (s *Streamer) heldSegments(ctx context.Context) ([]heldSegment, error) {
+// spool. Other spool files (the partial of an interrupted session, history
+// files) are removed: streaming restarts at a segment boundary anyway.
+func (s *Streamer) heldSegments(ctx context.Context) (repo, spool []heldSegment, err error) {
 	segSize := s.segSize.Load()
-	var out []heldSegment
-	add := func(name string) {
+	parse := func(name string) (heldSegment, bool) {
 		f, err := wal.ParseFileName(name)
 		if err != nil || f.Kind != wal.KindSegment {
-			return
+			return heldSegment{}, false
 		}
-		if no, err := f.SegmentNo(segSize); err == nil {
-			out = append(out, heldSegment{f.Timeline, no})
-		}
+		no, err := f.SegmentNo(segSize)
+		return heldSegment{f.Timeline, no}, err == nil
 	}
 	a := s.cfg.Archive
 	prefix := a.Layout.WALPrefix()
-	err := a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		name := strings.TrimPrefix(oi.Key, prefix)
 		// Only the seal suffix goes: "<segment>.partial.zst.age" must stay
 		// a partial, not pass for a complete segment.
-		if n, ok := strings.CutSuffix(name, seal.SuffixEncrypted); ok {
-			add(n)
-		} else if n, ok := strings.CutSuffix(name, seal.SuffixPlain); ok {
-			add(n)
+		for _, suffix := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
+			if n, ok := strings.CutSuffix(name, suffix); ok {
+				if h, ok := parse(n); ok {
+					repo = append(repo, h)
+				}
+				break
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list the repository: %w", err)
+		return nil, nil, fmt.Errorf("list the repository: %w", err)
 	}
 	entries, err := os.ReadDir(s.cfg.SpoolDir)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, nil, fmt.Errorf("spool: %w", err)
 	}
 	for _, e := range entries {
-		add(e.Name())
+		if h, ok := parse(e.Name()); ok {
+			spool = append(spool, h)
+		} else if err := os.Remove(filepath.Join(s.cfg.SpoolDir, e.Name())); err != nil {
+			return nil, nil, fmt.Errorf("spool: %w", err)
+		}
 	}
-	return out, nil
+	return repo, spool, nil
 }
 
 // finishTimeline stores what was received of the ended timeline's last
@@ -417,18 +472,73 @@ func (s *Streamer) progress(p wal.Progress) {
 	}
 }
 
-// storedAtLeast raises the stored position (never lowers it).
-func (s *Streamer) storedAtLeast(l wal.LSN) {
+// advanceStored extends the stored position to end when the piece
+// [from, end) of timeline tli, now in the repository, continues it
+// without a gap on the server's path. It reports whether it did.
+func (s *Streamer) advanceStored(tli uint32, from, end wal.LSN) bool {
+	if tli != s.timelineAt(end-1) {
+		return false // past a switch point: not on the path
+	}
 	for {
 		old := s.stored.Load()
-		if uint64(l) <= old || s.stored.CompareAndSwap(old, uint64(l)) {
+		if uint64(from) > old {
+			return false // an earlier piece is not stored yet
+		}
+		if uint64(end) <= old || s.stored.CompareAndSwap(old, uint64(end)) {
 			break
 		}
 	}
+	s.storedChanged()
+	return true
+}
+
+// setStored sets the stored position, which may lower it.
+func (s *Streamer) setStored(l wal.LSN) {
+	s.stored.Store(uint64(l))
+	s.storedChanged()
+}
+
+// lowerStored lowers the stored position to l if it is beyond.
+func (s *Streamer) lowerStored(l wal.LSN) {
+	for {
+		old := s.stored.Load()
+		if old <= uint64(l) || s.stored.CompareAndSwap(old, uint64(l)) {
+			break
+		}
+	}
+	s.storedChanged()
+}
+
+func (s *Streamer) storedChanged() {
 	if m := s.cfg.Metrics; m != nil {
 		m.StoredLSN.Set(float64(s.stored.Load()))
-		m.FlushedLSN.Set(float64(s.stored.Load()))
 		s.updateLag()
+	}
+}
+
+// timelineAt is the timeline holding WAL position l on the server's path.
+func (s *Streamer) timelineAt(l wal.LSN) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.serverHist {
+		if l < e.SwitchPoint {
+			return e.Parent
+		}
+	}
+	return s.server
+}
+
+func (s *Streamer) statusSent(_, flush wal.LSN) {
+	if m := s.cfg.Metrics; m != nil {
+		m.FlushedLSN.Set(float64(flush))
+		s.mu.Lock()
+		var server wal.LSN
+		if n := len(s.serverTrail); n > 0 {
+			server = s.serverTrail[n-1].lsn
+		}
+		s.mu.Unlock()
+		// For a physical slot, restart_lsn is the flush position last sent.
+		m.SlotRetained.Set(float64(max(server, flush) - flush))
 	}
 }
 
@@ -443,7 +553,6 @@ func (s *Streamer) updateLag() {
 	}
 	server := s.serverTrail[n-1].lsn
 	m.LagBytes.Set(float64(max(server, stored) - stored))
-	m.SlotRetained.Set(float64(max(server, stored) - stored))
 	// The lag in time is how long ago the server was first past stored.
 	i := sort.Search(n, func(i int) bool { return s.serverTrail[i].lsn > stored })
 	if i == n {

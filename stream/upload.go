@@ -68,6 +68,7 @@ func (s *Streamer) storeSegments(ctx context.Context) error {
 	}
 	sort.Strings(names) // timeline, then segment: the order WAL was received in
 	segSize := s.segSize.Load()
+	s.pending.Store(int64(len(names)) * int64(segSize)) // recount: the spool is the truth
 	for _, name := range names {
 		path := filepath.Join(s.cfg.SpoolDir, name)
 		start := time.Now()
@@ -83,7 +84,7 @@ func (s *Streamer) storeSegments(ctx context.Context) error {
 		s.pending.Add(-int64(segSize))
 		f, _ := wal.ParseFileName(name)
 		no, _ := f.SegmentNo(segSize)
-		s.storedAtLeast(wal.SegmentStart(no+1, segSize))
+		s.advanceStored(f.Timeline, wal.SegmentStart(no, segSize), wal.SegmentStart(no+1, segSize))
 		s.markStored(func(m *Metrics) {
 			m.SegmentsUploaded.Inc()
 			m.NewestSegment.SetToCurrentTime()
@@ -98,15 +99,18 @@ func (s *Streamer) storeSegments(ctx context.Context) error {
 // received, when it grew since the last time and nothing before it waits.
 func (s *Streamer) storePartial(ctx context.Context) error {
 	s.mu.Lock()
-	cur, done := s.current, s.partialEnd
+	cur := s.current
 	s.mu.Unlock()
-	if cur == nil || s.pending.Load() > 0 {
+	if cur == nil {
 		return nil
 	}
 	segSize := s.segSize.Load()
 	end := cur.Received
 	segNo := wal.SegmentNo(end, segSize)
-	if end <= done || end <= wal.LSN(s.stored.Load()) || end == wal.SegmentStart(segNo, segSize) {
+	stored := wal.LSN(s.stored.Load())
+	// Only a partial that continues what is stored is worth storing (and
+	// counting): during a catch-up, the segments before it go first.
+	if end <= stored || end == wal.SegmentStart(segNo, segSize) || wal.SegmentStart(segNo, segSize) > stored {
 		return nil
 	}
 	path := filepath.Join(s.cfg.SpoolDir, wal.SegmentName(cur.Timeline, segNo, segSize)+wal.PartialSuffix)
@@ -138,12 +142,7 @@ func (s *Streamer) storePartialFile(ctx context.Context, path string, tli uint32
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.partialEnd = end
-	s.lastStored = time.Now()
-	s.failingFrom = time.Time{}
-	s.mu.Unlock()
-	s.storedAtLeast(end)
+	s.advanceStored(tli, wal.SegmentStart(segNo, segSize), end)
 	s.markStored(func(m *Metrics) { m.NewestPartial.SetToCurrentTime() })
 	s.log.Debug("partial segment stored", "segment", name, "lsn", end)
 	return nil
@@ -167,7 +166,6 @@ func (s *Streamer) uploadFailed(err error) {
 func (s *Streamer) markStored(f func(*Metrics)) {
 	s.mu.Lock()
 	s.failingFrom = time.Time{}
-	s.lastStored = time.Now()
 	s.mu.Unlock()
 	if s.cfg.Metrics != nil {
 		f(s.cfg.Metrics)

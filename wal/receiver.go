@@ -33,8 +33,11 @@ type Receiver struct {
 	SegmentSize uint32
 	// StatusInterval defaults to DefaultStatusInterval.
 	StatusInterval time.Duration
-	// Flushed returns the end of the WAL durably stored downstream.
+	// Flushed returns the position to report as flushed: the end of the
+	// WAL durably stored downstream (never more than received is sent).
 	Flushed func() LSN
+	// OnStatus is called with the positions each status update sent.
+	OnStatus func(write, flush LSN)
 	// OnSegment is called, on the receiving goroutine, once segment segNo
 	// of timeline tli is complete and durable in Dir.
 	OnSegment func(tli uint32, segNo uint64)
@@ -98,7 +101,7 @@ func (r *Receiver) Stream(ctx context.Context, conn *pgconn.PgConn, slot string,
 	}
 	log.Info("streaming started", "lsn", start)
 
-	s := &session{r: r, conn: conn, tli: tli, received: start, floor: start}
+	s := &session{r: r, conn: conn, tli: tli, received: start}
 	defer s.closeFile()
 	interval := r.StatusInterval
 	if interval <= 0 {
@@ -107,8 +110,7 @@ func (r *Receiver) Stream(ctx context.Context, conn *pgconn.PgConn, slot string,
 	nextStatus := time.Now()
 	for {
 		if r.Pause != nil && r.Pause() {
-			s.sendStatus()
-			return ErrPaused
+			return errors.Join(ErrPaused, s.sendStatus())
 		}
 		if !time.Now().Before(nextStatus) {
 			if err := s.sendStatus(); err != nil {
@@ -174,8 +176,7 @@ func (r *Receiver) Stream(ctx context.Context, conn *pgconn.PgConn, slot string,
 		case *pgproto3.CommandComplete, *pgproto3.ReadyForQuery:
 			// The server ended the stream without a timeline switch: it is
 			// shutting down.
-			s.syncFile()
-			return errors.New("the server ended streaming (shutting down?)")
+			return errors.Join(errors.New("the server ended streaming (shutting down?)"), s.syncFile())
 		case *pgproto3.NoticeResponse:
 		default:
 			return fmt.Errorf("receive: unexpected message %T", msg)
@@ -196,7 +197,6 @@ type session struct {
 	conn     *pgconn.PgConn
 	tli      uint32
 	received LSN // end of what was written
-	floor    LSN // the start: everything before it is stored already
 	file     *os.File
 	fileSeg  uint64
 }
@@ -232,7 +232,9 @@ func (s *session) write(lsn LSN, data []byte) error {
 
 func (s *session) openFile(segNo uint64) error {
 	p := s.r.SpoolPath(s.tli, segNo, true)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	// Not truncated: a restart rewrites the segment from its start with the
+	// same WAL, so a concurrent reader of the old bytes still reads WAL.
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
@@ -295,18 +297,21 @@ func (s *session) progress(serverEnd LSN, at time.Time) {
 // stored downstream. WALFlushPosition is always set: pglogrepl would
 // otherwise report the write position as flushed.
 func (s *session) sendStatus() error {
-	flushed := s.floor
+	var flushed LSN
 	if s.r.Flushed != nil {
-		flushed = max(flushed, s.r.Flushed())
+		flushed = min(s.r.Flushed(), s.received)
 	}
-	flushed = min(flushed, s.received)
+	flushed = max(flushed, 1) // 0 would make pglogrepl report the write position
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(s.received),
-		WALFlushPosition: pglogrepl.LSN(max(flushed, 1)),
-		WALApplyPosition: pglogrepl.LSN(max(flushed, 1)),
+		WALFlushPosition: pglogrepl.LSN(flushed),
+		WALApplyPosition: pglogrepl.LSN(flushed),
 	})
 	if err != nil {
 		return fmt.Errorf("send status: %w", err)
+	}
+	if s.r.OnStatus != nil {
+		s.r.OnStatus(s.received, flushed)
 	}
 	return nil
 }
