@@ -328,24 +328,31 @@ func (s *Streamer) startPoint(ctx context.Context, slot slotState) (uint32, wal.
 	if err != nil {
 		return 0, 0, err
 	}
-	repoTLI, repoEnd := s.newest(repo)
-	if repoTLI == 0 {
-		s.setStored(0)
-	} else {
-		_, stored, err := s.path(repoTLI, repoEnd)
-		if err != nil {
-			return 0, 0, &fatalError{err}
-		}
-		s.setStored(stored)
-	}
 	tli, end := s.newest(append(repo, spool...))
-	if tli == 0 {
+	first := tli == 0
+	if first {
 		tli, end = max(slot.timeline, 1), slot.restart
 		s.log.Info("nothing stored yet: starting at the slot's position", "lsn", end)
 	}
 	tli, start, err := s.path(tli, end)
 	if err != nil {
 		return 0, 0, &fatalError{err}
+	}
+	switch repoTLI, repoEnd := s.newest(repo); {
+	case first:
+		// WAL before the slot's position was never ours to keep: the
+		// stored chain begins where streaming does.
+		s.setStored(start)
+	case repoTLI == 0:
+		// Only the spool holds WAL (the repository was unreachable when
+		// it was received): it counts once stored, from its first segment.
+		s.setStored(s.oldest(spool))
+	default:
+		_, stored, err := s.path(repoTLI, repoEnd)
+		if err != nil {
+			return 0, 0, &fatalError{err}
+		}
+		s.setStored(stored)
 	}
 	return tli, start, nil
 }
@@ -356,6 +363,18 @@ func (s *Streamer) path(tli uint32, end wal.LSN) (uint32, wal.LSN, error) {
 	server, hist := s.server, s.serverHist
 	s.mu.Unlock()
 	return resumePoint(tli, end, server, hist, s.segSize.Load())
+}
+
+// oldest is the start of the oldest segment in held.
+func (s *Streamer) oldest(held []heldSegment) wal.LSN {
+	segSize := s.segSize.Load()
+	var start wal.LSN
+	for i, h := range held {
+		if l := wal.SegmentStart(h.segNo, segSize); i == 0 || l < start {
+			start = l
+		}
+	}
+	return start
 }
 
 // newest is the end of the newest segment in held: highest timeline,

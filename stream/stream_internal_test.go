@@ -104,3 +104,35 @@ func TestStoredFollowsTheServersTimelineHistory(t *testing.T) {
 		t.Error("timeline 2's switch segment did not advance the stored position")
 	}
 }
+
+// On the very first start nothing before the slot's position is ours: the
+// stored chain begins where streaming does, so the first segment stored
+// advances it.
+func TestFirstStartStoresFromTheSlot(t *testing.T) {
+	s := newTestStreamer(t, nil, nil, 1, nil)
+	tli, start, err := s.startPoint(t.Context(), slotState{exists: true, restart: lsn(t, "0/3000028"), timeline: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tli != 1 || start != lsn(t, "0/3000000") {
+		t.Fatalf("start = %d %s, want 1 0/3000000", tli, start)
+	}
+	if !s.advanceStored(1, lsn(t, "0/3000000"), lsn(t, "0/4000000")) {
+		t.Fatal("the first segment streamed did not advance the stored position")
+	}
+}
+
+// After a restart with an empty repository (it was unreachable), the
+// spooled segments count once stored, from the oldest.
+func TestSpoolOnlyStoresFromItsOldestSegment(t *testing.T) {
+	s := newTestStreamer(t, nil, []string{"000000010000000000000005", "000000010000000000000006"}, 1, nil)
+	if _, start, err := s.startPoint(t.Context(), slotState{exists: true, restart: lsn(t, "0/5000000"), timeline: 1}); err != nil || start != lsn(t, "0/7000000") {
+		t.Fatalf("start = %s, %v; want 0/7000000", start, err)
+	}
+	if got := wal.LSN(s.stored.Load()); got != lsn(t, "0/5000000") {
+		t.Fatalf("stored = %s, want 0/5000000: the spool is not stored yet", got)
+	}
+	if !s.advanceStored(1, lsn(t, "0/5000000"), lsn(t, "0/6000000")) {
+		t.Fatal("storing the oldest spooled segment did not advance the stored position")
+	}
+}
