@@ -112,7 +112,9 @@ func (r *Receiver) Stream(ctx context.Context, conn *pgconn.PgConn, slot string,
 		if r.Pause != nil && r.Pause() {
 			return errors.Join(ErrPaused, s.sendStatus())
 		}
-		if !time.Now().Before(nextStatus) {
+		// Report on schedule, and at once when more WAL became durable
+		// downstream: the primary's view of the lag is then current.
+		if !time.Now().Before(nextStatus) || s.flushedMoved() {
 			if err := s.sendStatus(); err != nil {
 				return err
 			}
@@ -199,6 +201,12 @@ type session struct {
 	received LSN // end of what was written
 	file     *os.File
 	fileSeg  uint64
+	sent     LSN // the flush position last reported
+}
+
+// flushedMoved reports whether downstream stored more than last reported.
+func (s *session) flushedMoved() bool {
+	return s.r.Flushed != nil && min(s.r.Flushed(), s.received) > s.sent
 }
 
 // write puts data, which starts at lsn, into the segment files.
@@ -310,6 +318,7 @@ func (s *session) sendStatus() error {
 	if err != nil {
 		return fmt.Errorf("send status: %w", err)
 	}
+	s.sent = flushed
 	if s.r.OnStatus != nil {
 		s.r.OnStatus(s.received, flushed)
 	}
