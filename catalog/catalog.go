@@ -113,3 +113,100 @@ func (c ClusterInfo) Check(cluster string, sysid uint64, segSize uint32) error {
 	}
 	return nil
 }
+
+// BackupsPrefix is the key prefix of the cluster's base backups.
+func (l Layout) BackupsPrefix() string { return l.Cluster + "/basebackups/" }
+
+// BackupPrefix is the key prefix of one base backup.
+func (l Layout) BackupPrefix(id string) string { return l.BackupsPrefix() + id + "/" }
+
+// BackupPartKey is the key of part n of a backup's tar archive (its name
+// as the server gives it, e.g. "base.tar" or "16385.tar").
+func (l Layout) BackupPartKey(id, archive string, n int, suffix string) string {
+	return fmt.Sprintf("%s%s.%04d%s", l.BackupPrefix(id), archive, n, suffix)
+}
+
+// BackupManifestKey is the key of the server's backup_manifest.
+func (l Layout) BackupManifestKey(id, suffix string) string {
+	return l.BackupPrefix(id) + "backup_manifest" + suffix
+}
+
+// BackupInfoKey is the key of backup.json, written last.
+func (l Layout) BackupInfoKey(id string) string { return l.BackupPrefix(id) + "backup.json" }
+
+// BackupPinKey marks a pinned backup, which retention keeps.
+func (l Layout) BackupPinKey(id string) string { return l.BackupPrefix(id) + "pinned" }
+
+// BackupLockKey is the lock that keeps two backups of one cluster apart.
+func (l Layout) BackupLockKey() string { return l.BackupsPrefix() + "lock.json" }
+
+// BackupFormat is the version of the backup.json format.
+const BackupFormat = 1
+
+// BackupInfo is backup.json. It is stored unsealed, like cluster.json:
+// monitoring and retention read it without a key.
+type BackupInfo struct {
+	Format           int             `json:"format"`
+	ID               string          `json:"id"`
+	Label            string          `json:"label"`
+	SystemIdentifier string          `json:"system_identifier"`
+	PGVersion        int             `json:"pg_version"`
+	StartLSN         string          `json:"start_lsn"`
+	StopLSN          string          `json:"stop_lsn"`
+	StartTimeline    uint32          `json:"start_timeline"`
+	StopTimeline     uint32          `json:"stop_timeline"`
+	StartTime        time.Time       `json:"start_time"`
+	StopTime         time.Time       `json:"stop_time"`
+	DataBytes        int64           `json:"data_bytes"`
+	StoredBytes      int64           `json:"stored_bytes"`
+	Encrypted        bool            `json:"encrypted"`
+	Archives         []BackupArchive `json:"archives"`
+	Manifest         BackupPart      `json:"manifest"`
+}
+
+// BackupArchive is one tar archive of a backup: the main data directory
+// ("base.tar") or one tablespace ("<oid>.tar").
+type BackupArchive struct {
+	Name       string       `json:"name"`
+	Tablespace string       `json:"tablespace_location,omitempty"`
+	Parts      []BackupPart `json:"parts"`
+}
+
+// BackupPart is one stored object: a slice of an archive, sealed alone.
+type BackupPart struct {
+	Key         string `json:"key"`
+	Bytes       int64  `json:"bytes"`
+	StoredBytes int64  `json:"stored_bytes"`
+	Checksum    string `json:"xxh3_128"`
+}
+
+// DefaultRetentionWindow is the point-in-time recovery window: 7 days.
+const DefaultRetentionWindow = 7 * 24 * time.Hour
+
+// BackupSummary is what retention needs to know of a backup.
+type BackupSummary struct {
+	ID       string
+	StopTime time.Time
+	Pinned   bool
+}
+
+// KeepBackups returns the backups retention keeps at now: every backup
+// that finished inside the window, the newest that finished before it
+// (the base for the window's oldest second), and every pinned one.
+func KeepBackups(backups []BackupSummary, now time.Time, window time.Duration) map[string]bool {
+	keep := map[string]bool{}
+	start := now.Add(-window)
+	var base *BackupSummary
+	for i, b := range backups {
+		if b.Pinned || !b.StopTime.Before(start) {
+			keep[b.ID] = true
+		}
+		if b.StopTime.Before(start) && (base == nil || b.StopTime.After(base.StopTime)) {
+			base = &backups[i]
+		}
+	}
+	if base != nil {
+		keep[base.ID] = true
+	}
+	return keep
+}

@@ -78,3 +78,35 @@ func TestClusterInfoCheck(t *testing.T) {
 		t.Error("Check(other segment size) succeeded")
 	}
 }
+
+func TestKeepBackups(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	b := func(id string, age time.Duration, pinned bool) catalog.BackupSummary {
+		return catalog.BackupSummary{ID: id, StopTime: now.Add(-age), Pinned: pinned}
+	}
+	for _, tc := range []struct {
+		name    string
+		backups []catalog.BackupSummary
+		want    []string
+	}{
+		{"none", nil, nil},
+		{"all inside the window", []catalog.BackupSummary{b("a", day, false), b("b", 2*day, false)}, []string{"a", "b"}},
+		{"the newest before the window is the base", []catalog.BackupSummary{b("old", 10*day, false), b("base", 8*day, false), b("in", 3*day, false)}, []string{"base", "in"}},
+		{"pinned kept whatever its age", []catalog.BackupSummary{b("pin", 30*day, true), b("base", 8*day, false), b("old", 9*day, false)}, []string{"base", "pin"}},
+		{"a pinned base needs no other", []catalog.BackupSummary{b("pin", 8*day, true), b("older", 9*day, false)}, []string{"pin"}},
+		{"only old backups: the newest stays", []catalog.BackupSummary{b("x", 20*day, false), b("y", 15*day, false)}, []string{"y"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := catalog.KeepBackups(tc.backups, now, catalog.DefaultRetentionWindow)
+			if len(got) != len(tc.want) {
+				t.Fatalf("KeepBackups = %v, want %v", got, tc.want)
+			}
+			for _, id := range tc.want {
+				if !got[id] {
+					t.Errorf("KeepBackups = %v, want %s kept", got, id)
+				}
+			}
+		})
+	}
+}

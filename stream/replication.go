@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -31,7 +30,7 @@ type slotState struct {
 }
 
 func readSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (slotState, error) {
-	rows, err := simpleQuery(ctx, conn, "READ_REPLICATION_SLOT "+slot)
+	rows, err := wal.SimpleQuery(ctx, conn, "READ_REPLICATION_SLOT "+slot)
 	if err != nil {
 		return slotState{}, fmt.Errorf("READ_REPLICATION_SLOT: %w", err)
 	}
@@ -58,7 +57,7 @@ func readSlot(ctx context.Context, conn *pgconn.PgConn, slot string) (slotState,
 }
 
 func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string) error {
-	_, err := simpleQuery(ctx, conn, "CREATE_REPLICATION_SLOT "+slot+" PHYSICAL RESERVE_WAL")
+	_, err := wal.SimpleQuery(ctx, conn, "CREATE_REPLICATION_SLOT "+slot+" PHYSICAL RESERVE_WAL")
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42710" { // duplicate_object: created meanwhile
 		return nil
@@ -67,55 +66,6 @@ func createSlot(ctx context.Context, conn *pgconn.PgConn, slot string) error {
 		return fmt.Errorf("create replication slot %q: %w", slot, err)
 	}
 	return nil
-}
-
-// segmentSize asks the server for wal_segment_size ("16MB").
-func segmentSize(ctx context.Context, conn *pgconn.PgConn) (uint32, error) {
-	rows, err := simpleQuery(ctx, conn, "SHOW wal_segment_size")
-	if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
-		return 0, fmt.Errorf("SHOW wal_segment_size: %v", err)
-	}
-	size, err := parseSize(string(rows[0][0]))
-	if err != nil || size > wal.MaxSegmentSize || !wal.ValidSegmentSize(uint32(size)) {
-		return 0, fmt.Errorf("server reports wal_segment_size %q, which pgward cannot use", rows[0][0])
-	}
-	return uint32(size), nil
-}
-
-func parseSize(s string) (uint64, error) {
-	units := []struct {
-		suffix string
-		mult   uint64
-	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
-			return n * u.mult, err
-		}
-	}
-	return strconv.ParseUint(s, 10, 64)
-}
-
-// serverMajor is the major version in the server_version parameter.
-func serverMajor(conn *pgconn.PgConn) int {
-	v := conn.ParameterStatus("server_version")
-	major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
-	return major
-}
-
-func simpleQuery(ctx context.Context, conn *pgconn.PgConn, sql string) ([][][]byte, error) {
-	results, err := conn.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	var rows [][][]byte
-	for _, r := range results {
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		rows = append(rows, r.Rows...)
-	}
-	return rows, nil
 }
 
 // resumePoint says where to start streaming to continue stored WAL that

@@ -53,7 +53,7 @@ func TestResumePoint(t *testing.T) {
 
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]uint64{"16MB": 16 << 20, "1GB": 1 << 30, "64kB": 64 << 10, "1048576": 1 << 20} {
-		if got, err := parseSize(in); err != nil || got != want {
+		if got, err := wal.ParseSizeSetting(in); err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}

@@ -198,11 +198,11 @@ func (s *Streamer) session(ctx context.Context, ready func()) error {
 	if err != nil {
 		return fmt.Errorf("IDENTIFY_SYSTEM: system identifier %q: %w", ident.SystemID, err)
 	}
-	segSize, err := segmentSize(ctx, conn)
+	segSize, err := wal.ServerSegmentSize(ctx, conn)
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Archive.EnsureCluster(ctx, sysid, serverMajor(conn), segSize); err != nil {
+	if err := s.cfg.Archive.EnsureCluster(ctx, sysid, wal.ServerMajor(conn), segSize); err != nil {
 		if errors.Is(err, catalog.ErrOtherSystem) || errors.Is(err, catalog.ErrOtherSegmentSize) {
 			return &fatalError{err}
 		}

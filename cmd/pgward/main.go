@@ -145,6 +145,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			walFetchCommand(),
 			walPrefetchCommand(),
 			streamCommand(),
+			backupCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits

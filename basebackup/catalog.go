@@ -1,0 +1,121 @@
+package basebackup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/storage"
+)
+
+// Listed is a finished backup as the repository holds it.
+type Listed struct {
+	catalog.BackupInfo
+	Pinned bool `json:"pinned"`
+}
+
+// ErrNoBackup is returned (wrapped) for an id with no finished backup.
+var ErrNoBackup = errors.New("no such finished backup")
+
+// List returns the cluster's finished backups (those with a backup.json),
+// oldest first.
+func List(ctx context.Context, store storage.Backend, layout catalog.Layout) ([]Listed, error) {
+	prefix := layout.BackupsPrefix()
+	var ids []string
+	pinned := map[string]bool{}
+	err := store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		rest := strings.TrimPrefix(oi.Key, prefix)
+		id, file, ok := strings.Cut(rest, "/")
+		switch {
+		case !ok:
+		case file == "backup.json":
+			ids = append(ids, id)
+		case file == "pinned":
+			pinned[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var out []Listed
+	for _, id := range ids {
+		info, err := readInfo(ctx, store, layout, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Listed{BackupInfo: info, Pinned: pinned[id]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StartTime.Before(out[j].StartTime) })
+	return out, nil
+}
+
+// Get returns one finished backup.
+func Get(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) (Listed, error) {
+	if err := ValidateID(id); err != nil {
+		return Listed{}, err
+	}
+	info, err := readInfo(ctx, store, layout, id)
+	if err != nil {
+		return Listed{}, err
+	}
+	_, err = store.Stat(ctx, layout.BackupPinKey(id))
+	if err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return Listed{}, err
+	}
+	return Listed{BackupInfo: info, Pinned: err == nil}, nil
+}
+
+func readInfo(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) (catalog.BackupInfo, error) {
+	rc, _, err := store.Get(ctx, layout.BackupInfoKey(id))
+	if errors.Is(err, storage.ErrNotExist) {
+		return catalog.BackupInfo{}, fmt.Errorf("backup %q: %w", id, ErrNoBackup)
+	}
+	if err != nil {
+		return catalog.BackupInfo{}, fmt.Errorf("read backup %s: %w", id, err)
+	}
+	defer rc.Close()
+	var info catalog.BackupInfo
+	if err := json.NewDecoder(io.LimitReader(rc, 16<<20)).Decode(&info); err != nil {
+		return catalog.BackupInfo{}, fmt.Errorf("read backup %s: %w", id, err)
+	}
+	if info.Format != catalog.BackupFormat {
+		return catalog.BackupInfo{}, fmt.Errorf("backup %s: backup.json format %d is not supported by this pgward", id, info.Format)
+	}
+	return info, nil
+}
+
+// ValidateID checks a backup id given by a user.
+func ValidateID(id string) error {
+	if id == "" || strings.ContainsAny(id, "/\\") || id == "." || id == ".." || len(id) > 64 {
+		return fmt.Errorf("invalid backup id %q (see 'pgward backup list')", id)
+	}
+	return nil
+}
+
+// Pin marks a backup as kept by retention; Unpin removes the mark.
+func Pin(ctx context.Context, store storage.Backend, layout catalog.Layout, id string, pin bool) error {
+	if _, err := Get(ctx, store, layout, id); err != nil {
+		return err
+	}
+	if !pin {
+		return store.Delete(ctx, layout.BackupPinKey(id))
+	}
+	return store.Put(ctx, layout.BackupPinKey(id), strings.NewReader(""), 0, nil)
+}
+
+// Delete removes a backup: backup.json first, so it stops being a
+// backup before its parts go.
+func Delete(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) error {
+	if err := store.Delete(ctx, layout.BackupInfoKey(id)); err != nil {
+		return err
+	}
+	return store.List(ctx, layout.BackupPrefix(id), func(oi storage.ObjectInfo) error {
+		return store.Delete(ctx, oi.Key)
+	})
+}

@@ -1,0 +1,254 @@
+package basebackup
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/zeebo/xxh3"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
+	"github.com/pgward/pgward/wal"
+)
+
+// DefaultPartSize is the plaintext bytes of a tar archive per stored
+// object.
+const DefaultPartSize = 1 << 30
+
+// partsInFlight bounds the parts uploading at once: each may hold an S3
+// part buffer, so memory stays flat.
+const partsInFlight = 2
+
+// storeSink stores the backup stream: each archive cut into parts sealed
+// and uploaded one by one, the manifest as one object.
+type storeSink struct {
+	ctx      context.Context
+	store    storage.Backend
+	layout   catalog.Layout
+	sealer   *seal.Sealer
+	id       string
+	partSize int64
+	progress func(done, total int64)
+
+	start       wal.LSN
+	tli         uint32
+	total       int64
+	archives    []catalog.BackupArchive
+	manifest    *catalog.BackupPart
+	cur         *part
+	curArchive  string // "" while in the manifest
+	inManifest  bool
+	inflight    []*part
+	dataBytes   int64
+	storedBytes int64
+	mu          sync.Mutex
+}
+
+// part is one object being written: plaintext goes through the sealer
+// into a pipe that the backend's Put reads.
+type part struct {
+	info  catalog.BackupPart
+	seal  io.WriteCloser
+	pipe  *io.PipeWriter
+	hash  *xxh3.Hasher128
+	count *countingWriter
+	done  chan error
+	place *catalog.BackupPart // where to record the result
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (s *storeSink) Begin(start wal.LSN, tli uint32, tbs []Tablespace) error {
+	s.start, s.tli = start, tli
+	for _, t := range tbs {
+		s.total += t.Size
+	}
+	return nil
+}
+
+func (s *storeSink) Archive(name, location string) error {
+	if err := s.closePart(); err != nil {
+		return err
+	}
+	if !validArchiveName(name) {
+		return fmt.Errorf("BASE_BACKUP: unexpected archive name %q", name)
+	}
+	s.archives = append(s.archives, catalog.BackupArchive{Name: name, Tablespace: location})
+	s.curArchive, s.inManifest = name, false
+	return nil
+}
+
+func (s *storeSink) Manifest() error {
+	if err := s.closePart(); err != nil {
+		return err
+	}
+	s.manifest = &catalog.BackupPart{}
+	s.inManifest = true
+	return nil
+}
+
+func (s *storeSink) Progress(done int64) {
+	if s.progress != nil {
+		s.progress(done, s.total)
+	}
+}
+
+func (s *storeSink) Write(p []byte) error {
+	if !s.inManifest && len(s.archives) == 0 {
+		return errors.New("BASE_BACKUP: data before any archive")
+	}
+	for len(p) > 0 {
+		if s.cur == nil {
+			if err := s.openPart(); err != nil {
+				return err
+			}
+		}
+		n := len(p)
+		if !s.inManifest {
+			n = int(min(int64(n), s.partSize-s.cur.info.Bytes))
+		}
+		if _, err := s.cur.seal.Write(p[:n]); err != nil {
+			return s.fail(err)
+		}
+		s.cur.hash.Write(p[:n])
+		s.cur.info.Bytes += int64(n)
+		if !s.inManifest {
+			s.dataBytes += int64(n)
+		}
+		p = p[n:]
+		if !s.inManifest && s.cur.info.Bytes == s.partSize {
+			if err := s.closePart(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *storeSink) openPart() error {
+	var key string
+	var place *catalog.BackupPart
+	if s.inManifest {
+		key = s.layout.BackupManifestKey(s.id, s.sealer.Suffix())
+		place = s.manifest
+	} else {
+		a := &s.archives[len(s.archives)-1]
+		key = s.layout.BackupPartKey(s.id, a.Name, len(a.Parts), s.sealer.Suffix())
+		a.Parts = append(a.Parts, catalog.BackupPart{})
+		place = &a.Parts[len(a.Parts)-1]
+	}
+	pr, pw := io.Pipe()
+	count := &countingWriter{w: pw}
+	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, hash: xxh3.New128(), count: count, done: make(chan error, 1), place: place}
+	// The reader runs first: age writes its header as soon as it starts.
+	go func() {
+		err := s.store.Put(s.ctx, key, pr, -1, nil)
+		pr.CloseWithError(err) // unblocks the writer if Put gave up early
+		p.done <- err
+	}()
+	sw, err := s.sealer.NewWriter(count)
+	if err != nil {
+		pw.CloseWithError(err)
+		<-p.done
+		return err
+	}
+	p.seal = sw
+	s.cur = p
+	return nil
+}
+
+// closePart finishes the current part and waits for the oldest upload
+// when too many are in flight.
+func (s *storeSink) closePart() error {
+	p := s.cur
+	if p == nil {
+		return nil
+	}
+	s.cur = nil
+	err := p.seal.Close()
+	p.pipe.CloseWithError(err)
+	if err != nil {
+		<-p.done
+		return fmt.Errorf("seal %s: %w", p.info.Key, err)
+	}
+	s.inflight = append(s.inflight, p)
+	if len(s.inflight) >= partsInFlight {
+		return s.waitOldest()
+	}
+	return nil
+}
+
+func (s *storeSink) waitOldest() error {
+	p := s.inflight[0]
+	s.inflight = s.inflight[1:]
+	if err := <-p.done; err != nil {
+		return fmt.Errorf("store %s: %w", p.info.Key, err)
+	}
+	sum := p.hash.Sum128().Bytes()
+	p.info.Checksum = hex.EncodeToString(sum[:])
+	p.info.StoredBytes = p.count.n
+	*p.place = p.info
+	s.storedBytes += p.count.n
+	return nil
+}
+
+// finish closes the last part and waits for every upload.
+func (s *storeSink) finish() error {
+	err := s.closePart()
+	for len(s.inflight) > 0 {
+		if werr := s.waitOldest(); err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// fail abandons the current part after a write error.
+func (s *storeSink) fail(err error) error {
+	if p := s.cur; p != nil {
+		s.cur = nil
+		p.pipe.CloseWithError(err)
+		<-p.done
+	}
+	return err
+}
+
+// validArchiveName accepts what PostgreSQL names its archives: base.tar
+// and <tablespace oid>.tar. Anything else could escape the backup's
+// prefix in the repository.
+func validArchiveName(name string) bool {
+	stem, ok := cutSuffix(name, ".tar")
+	if !ok || stem == "" {
+		return false
+	}
+	if stem == "base" {
+		return true
+	}
+	for _, c := range stem {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func cutSuffix(s, suffix string) (string, bool) {
+	if len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix {
+		return s[:len(s)-len(suffix)], true
+	}
+	return s, false
+}

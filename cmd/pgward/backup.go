@@ -1,0 +1,294 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/basebackup"
+	"github.com/pgward/pgward/catalog"
+)
+
+func backupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "take a base backup now (on the replica), or list, show, delete and pin backups",
+		Description: `Without a subcommand, takes a base backup of --source (typically the replica:
+the primary carries no load) over the replication protocol. Each tar archive
+(the data directory, each tablespace) streams through compression and
+encryption into the repository in parts of --part-size; the server's
+backup_manifest (SHA256 checksums) is stored beside it. backup.json is written
+last, once the WAL from the backup's start to its stop is in the repository
+(from pgward stream or archive_command): a backup without it is unfinished.
+
+One backup per cluster runs at a time (a lock in the repository; a lock whose
+holder stopped renewing it is broken after its lease, with a warning).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", EnvVars: []string{"PGWARD_BACKUP_SOURCE"}, Usage: "connection `STRING` of the server to back up (PG* variables apply)"},
+			&cli.StringFlag{Name: "checkpoint", Value: "spread", Usage: "checkpoint `MODE` at the start: fast or spread"},
+			&cli.StringFlag{Name: "label", Usage: "backup `LABEL` (default: pgward <id>)"},
+			&cli.StringFlag{Name: "max-rate", Usage: "limit the server's sending to `RATE` per second (e.g. 100MiB; 32kB minimum)"},
+			&cli.StringFlag{Name: "part-size", Value: "1GiB", Usage: "store each archive in parts of `SIZE` (before compression)"},
+			&cli.DurationFlag{Name: "wal-timeout", Value: basebackup.DefaultWALTimeout, Usage: "wait at most `DURATION` for the WAL the backup needs"},
+			&cli.BoolFlag{Name: "json", Usage: "print the finished backup's backup.json"},
+		},
+		Action: runBackup,
+		Subcommands: []*cli.Command{
+			{
+				Name: "list", Usage: "list finished backups",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print a JSON array"}},
+				Action: runBackupList,
+			},
+			{Name: "show", Usage: "show one backup's backup.json", ArgsUsage: "ID", Action: runBackupShow},
+			{
+				Name: "delete", Usage: "delete a backup (refused while retention still needs it, unless --force)", ArgsUsage: "ID",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "force", Usage: "delete even what retention keeps"},
+					&cli.DurationFlag{Name: "retention-window", Value: catalog.DefaultRetentionWindow, Usage: "the point-in-time recovery `WINDOW` retention keeps"},
+				},
+				Action: runBackupDelete,
+			},
+			{Name: "pin", Usage: "keep a backup whatever retention says", ArgsUsage: "ID", Action: func(c *cli.Context) error { return runBackupPin(c, true) }},
+			{Name: "unpin", Usage: "let retention decide again", ArgsUsage: "ID", Action: func(c *cli.Context) error { return runBackupPin(c, false) }},
+		},
+	}
+}
+
+// backupConfig builds the basebackup configuration from the flags.
+func backupConfig(c *cli.Context, source string) (basebackup.Config, error) {
+	s := settingsFrom(c)
+	log, err := s.logger(c.App.ErrWriter)
+	if err != nil {
+		return basebackup.Config{}, err
+	}
+	sealer, err := s.sealer()
+	if err != nil {
+		return basebackup.Config{}, err
+	}
+	store, layout, err := s.openRepo()
+	if err != nil {
+		return basebackup.Config{}, err
+	}
+	connCfg, err := pgconn.ParseConfig(source)
+	if err != nil {
+		return basebackup.Config{}, fmt.Errorf("--source: %w", err)
+	}
+	var opts basebackup.Options
+	switch c.String("checkpoint") {
+	case "fast":
+		opts.Fast = true
+	case "spread":
+	default:
+		return basebackup.Config{}, fmt.Errorf("--checkpoint %q: want fast or spread", c.String("checkpoint"))
+	}
+	opts.Label = c.String("label")
+	if r := c.String("max-rate"); r != "" {
+		rate, err := parseByteSize(r)
+		if err != nil || rate < 32<<10 || rate > 1<<30 {
+			return basebackup.Config{}, fmt.Errorf("--max-rate %q: want 32kB to 1GiB per second", r)
+		}
+		opts.MaxRate = int(rate >> 10)
+	}
+	partSize, err := parseByteSize(c.String("part-size"))
+	if err != nil || partSize < 1<<20 {
+		return basebackup.Config{}, fmt.Errorf("--part-size %q: want at least 1MiB", c.String("part-size"))
+	}
+	return basebackup.Config{
+		Conn: connCfg, Options: opts, PartSize: partSize, WALTimeout: c.Duration("wal-timeout"), Logger: log,
+		Archive: &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log},
+	}, nil
+}
+
+func runBackup(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unknown backup subcommand %q (list, show, delete, pin, unpin)", c.Args().First())
+	}
+	cfg, err := backupConfig(c, c.String("source"))
+	if err != nil {
+		return err
+	}
+	var bar *progressBar
+	if isTerminal(os.Stderr) {
+		bar = newProgressBar(c.App.ErrWriter)
+		cfg.Progress = bar.update
+	}
+	info, err := basebackup.Take(c.Context, cfg)
+	if bar != nil {
+		bar.done()
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(info)
+	}
+	fmt.Fprintf(c.App.Writer, "backup %s: %s of data stored as %s, WAL %s to %s\n",
+		info.ID, humanBytes(info.DataBytes), humanBytes(info.StoredBytes), info.StartLSN, info.StopLSN)
+	return nil
+}
+
+func runBackupList(c *cli.Context) error {
+	store, layout, err := settingsFrom(c).openRepo()
+	if err != nil {
+		return err
+	}
+	backups, err := basebackup.List(c.Context, store, layout)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if backups == nil {
+			backups = []basebackup.Listed{}
+		}
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(backups)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tFINISHED (UTC)\tDURATION\tTIMELINE\tSTART LSN\tSTOP LSN\tDATA\tSTORED\tPINNED")
+	for _, b := range backups {
+		pinned := ""
+		if b.Pinned {
+			pinned = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.StopTime.Format("2006-01-02 15:04:05"),
+			b.StopTime.Sub(b.StartTime).Round(time.Second), b.StopTimeline, b.StartLSN, b.StopLSN,
+			humanBytes(b.DataBytes), humanBytes(b.StoredBytes), pinned)
+	}
+	return tw.Flush()
+}
+
+func oneID(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", fmt.Errorf("%s takes one backup id (see 'pgward backup list')", c.Command.Name)
+	}
+	return c.Args().First(), nil
+}
+
+func runBackupShow(c *cli.Context) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	store, layout, err := settingsFrom(c).openRepo()
+	if err != nil {
+		return err
+	}
+	b, err := basebackup.Get(c.Context, store, layout, id)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(c.App.Writer)
+	enc.SetIndent("", "  ")
+	return enc.Encode(b)
+}
+
+func runBackupDelete(c *cli.Context) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	store, layout, err := settingsFrom(c).openRepo()
+	if err != nil {
+		return err
+	}
+	if _, err := basebackup.Get(c.Context, store, layout, id); err != nil {
+		return err
+	}
+	if !c.Bool("force") {
+		backups, err := basebackup.List(c.Context, store, layout)
+		if err != nil {
+			return err
+		}
+		var sums []catalog.BackupSummary
+		for _, b := range backups {
+			sums = append(sums, catalog.BackupSummary{ID: b.ID, StopTime: b.StopTime, Pinned: b.Pinned})
+		}
+		if catalog.KeepBackups(sums, time.Now(), c.Duration("retention-window"))[id] {
+			return fmt.Errorf("backup %s is still needed (inside the %s recovery window, the base of its oldest second, or pinned): "+
+				"not deleted; use --force to delete it anyway", id, c.Duration("retention-window"))
+		}
+	}
+	if err := basebackup.Delete(c.Context, store, layout, id); err != nil {
+		return fmt.Errorf("delete backup %s: %w", id, err)
+	}
+	fmt.Fprintf(c.App.Writer, "backup %s deleted\n", id)
+	return nil
+}
+
+func runBackupPin(c *cli.Context, pin bool) error {
+	id, err := oneID(c)
+	if err != nil {
+		return err
+	}
+	store, layout, err := settingsFrom(c).openRepo()
+	if err != nil {
+		return err
+	}
+	return basebackup.Pin(c.Context, store, layout, id, pin)
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progressBar draws bytes, rate and ETA on one terminal line.
+type progressBar struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	last  time.Time
+}
+
+func newProgressBar(w io.Writer) *progressBar {
+	return &progressBar{w: w, start: time.Now()}
+}
+
+func (p *progressBar) update(done, total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if now.Sub(p.last) < 250*time.Millisecond {
+		return
+	}
+	p.last = now
+	rate := float64(done) / max(now.Sub(p.start).Seconds(), 0.001)
+	line := fmt.Sprintf("  %s", humanBytes(done))
+	if total > 0 {
+		eta := time.Duration(float64(max(total-done, 0))/max(rate, 1)) * time.Second
+		line += fmt.Sprintf(" / %s  %3.0f%%  %s/s  ETA %s", humanBytes(total), 100*float64(done)/float64(total), humanBytes(int64(rate)), eta.Round(time.Second))
+	} else {
+		line += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
+	}
+	fmt.Fprintf(p.w, "\r%-72s", line)
+}
+
+func (p *progressBar) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprint(p.w, "\r"+strings.Repeat(" ", 72)+"\r")
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
