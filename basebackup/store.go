@@ -58,7 +58,9 @@ type part struct {
 	hash  *xxh3.Hasher128
 	count *countingWriter
 	done  chan error
-	place *catalog.BackupPart // where to record the result
+	// where to record the result: archives[archive].Parts[index], or the
+	// manifest when archive is -1 (indexes, as the slices grow)
+	archive, index int
 }
 
 type countingWriter struct {
@@ -141,19 +143,19 @@ func (s *storeSink) Write(p []byte) error {
 
 func (s *storeSink) openPart() error {
 	var key string
-	var place *catalog.BackupPart
+	ai, pi := -1, 0
 	if s.inManifest {
 		key = s.layout.BackupManifestKey(s.id, s.sealer.Suffix())
-		place = s.manifest
 	} else {
-		a := &s.archives[len(s.archives)-1]
-		key = s.layout.BackupPartKey(s.id, a.Name, len(a.Parts), s.sealer.Suffix())
-		a.Parts = append(a.Parts, catalog.BackupPart{})
-		place = &a.Parts[len(a.Parts)-1]
+		ai = len(s.archives) - 1
+		a := &s.archives[ai]
+		pi = len(a.Parts)
+		key = s.layout.BackupPartKey(s.id, a.Name, pi, s.sealer.Suffix())
+		a.Parts = append(a.Parts, catalog.BackupPart{Key: key})
 	}
 	pr, pw := io.Pipe()
 	count := &countingWriter{w: pw}
-	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, hash: xxh3.New128(), count: count, done: make(chan error, 1), place: place}
+	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, hash: xxh3.New128(), count: count, done: make(chan error, 1), archive: ai, index: pi}
 	// The reader runs first: age writes its header as soon as it starts.
 	go func() {
 		err := s.store.Put(s.ctx, key, pr, -1, nil)
@@ -201,7 +203,11 @@ func (s *storeSink) waitOldest() error {
 	sum := p.hash.Sum128().Bytes()
 	p.info.Checksum = hex.EncodeToString(sum[:])
 	p.info.StoredBytes = p.count.n
-	*p.place = p.info
+	if p.archive < 0 {
+		*s.manifest = p.info
+	} else {
+		s.archives[p.archive].Parts[p.index] = p.info
+	}
 	s.storedBytes += p.count.n
 	return nil
 }

@@ -1,0 +1,94 @@
+package basebackup
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage/memory"
+)
+
+// The sink cuts archives into parts and records every part, whatever
+// the order in which uploads finish and however the lists grow.
+func TestStoreSinkParts(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	store := memory.New()
+	layout := catalog.Layout{Cluster: "c"}
+	s := &storeSink{ctx: t.Context(), store: store, layout: layout, id: "B1", partSize: 1000,
+		sealer: seal.NewSealer([]age.Recipient{id.Recipient()}, seal.LevelFastest, 1)}
+	base := bytes.Repeat([]byte("base-data-"), 730) // 7300 bytes: 8 parts
+	tbs := bytes.Repeat([]byte("tablespace"), 150)  // 1500 bytes: 2 parts
+	manifest := []byte(`{"PostgreSQL-Backup-Manifest-Version": 1}`)
+	steps := []func() error{
+		func() error { return s.Begin(0, 1, []Tablespace{{Size: 9000}}) },
+		func() error { return s.Archive("base.tar", "") },
+		func() error { return s.Write(base[:2500]) },
+		func() error { return s.Write(base[2500:]) },
+		func() error { return s.Archive("16385.tar", "/srv/tbs") },
+		func() error { return s.Write(tbs) },
+		func() error { return s.Manifest() },
+		func() error { return s.Write(manifest) },
+		s.finish,
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	if len(s.archives) != 2 || len(s.archives[0].Parts) != 8 || len(s.archives[1].Parts) != 2 {
+		t.Fatalf("archives = %+v, want base.tar in 8 parts and 16385.tar in 2", s.archives)
+	}
+	opener := seal.NewOpener([]age.Identity{id})
+	read := func(p catalog.BackupPart) []byte {
+		t.Helper()
+		if p.Key == "" || p.Checksum == "" || p.StoredBytes == 0 {
+			t.Fatalf("part recorded without key, checksum or size: %+v", p)
+		}
+		rc, _, err := store.Get(context.Background(), p.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		r, err := opener.NewReader(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(b)) != p.Bytes {
+			t.Fatalf("%s holds %d bytes, backup.json says %d", p.Key, len(b), p.Bytes)
+		}
+		return b
+	}
+	for i, want := range [][]byte{base, tbs} {
+		var got []byte
+		for _, p := range s.archives[i].Parts {
+			got = append(got, read(p)...)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("archive %s: parts concatenated differ from what was sent", s.archives[i].Name)
+		}
+	}
+	if got := read(*s.manifest); !bytes.Equal(got, manifest) {
+		t.Errorf("manifest = %q", got)
+	}
+	if s.dataBytes != int64(len(base)+len(tbs)) {
+		t.Errorf("data bytes = %d, want %d (the manifest is not data)", s.dataBytes, len(base)+len(tbs))
+	}
+}
+
+func TestArchiveNamesThatCouldEscape(t *testing.T) {
+	for name, ok := range map[string]bool{"base.tar": true, "16385.tar": true, "../x.tar": false, "a/b.tar": false, ".tar": false, "base.tgz": false} {
+		if validArchiveName(name) != ok {
+			t.Errorf("validArchiveName(%q) = %v, want %v", name, !ok, ok)
+		}
+	}
+}

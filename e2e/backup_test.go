@@ -1,0 +1,186 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/pgward/pgward/internal/miniotest"
+)
+
+// TestBackupOnReplica takes a base backup on the streaming replica while
+// pgbench writes on the primary, restores it by hand (age, zstd, tar, as
+// docs/operations.md says), checks it with pg_verifybackup against the
+// stored manifest, and recovers it with WAL from the repository. A backup
+// killed with -9 leaves no backup.json and the next one succeeds; a second
+// backup while one runs is refused by the lock.
+func TestBackupOnReplica(t *testing.T) {
+	srv := miniotest.Start(t)
+	bucket := srv.Bucket(t)
+	base := testDir(t)
+	identity, recipient := keyPair(t, base)
+	cfg := writeConfig(t, base, "pgward.yaml", "repo: s3://"+bucket+"/pg\nrecipient: "+recipient+"\nidentity-file: "+identity+"\n")
+
+	primary := newPrimary(t, base, pgward+" --config "+cfg+" wal-push %p", "max_wal_senders = 10")
+	primary.env = srv.Env()
+	primary.start()
+	pgbench := filepath.Join(pgBinDir, "pgbench")
+	must(t, base, nil, pgbench, append(primary.connArgs(), "-i", "-s", "5", "-q", "postgres")...)
+	replicaDir := filepath.Join(base, "replica")
+	must(t, base, nil, filepath.Join(pgBinDir, "pg_basebackup"), append(primary.connArgs(), "-D", replicaDir, "-X", "stream", "-R", "-c", "fast")...)
+	replica := &cluster{t: t, dir: replicaDir, port: miniotest.FreePort(t), sock: base}
+	replica.appendConf("hot_standby = on", "archive_mode = off")
+	replica.start()
+	source := fmt.Sprintf("host=%s port=%d user=postgres", base, replica.port)
+
+	// Load on the primary, and segment switches so the WAL a backup needs
+	// reaches the repository quickly.
+	ctx, stopLoad := context.WithCancel(context.Background())
+	var load sync.WaitGroup
+	load.Go(func() {
+		for ctx.Err() == nil {
+			run(t, base, nil, pgbench, append(primary.connArgs(), "-c", "2", "-T", "2", "-n", "postgres")...)
+			primary.tryPSQL("SELECT pg_switch_wal()")
+		}
+	})
+	defer func() { stopLoad(); load.Wait() }()
+
+	backup := func(extra ...string) *exec.Cmd {
+		args := append([]string{"--config", cfg, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m", "--part-size", "16MiB", "--json"}, extra...)
+		return command(context.Background(), base, srv.Env(), pgward, args...)
+	}
+
+	// A slow backup; a second one meanwhile is refused; then kill -9.
+	slow := backup("--max-rate", "2MiB")
+	slowLog, _ := os.Create(filepath.Join(base, "slow-backup.log"))
+	slow.Stdout, slow.Stderr = slowLog, slowLog
+	if err := slow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the slow backup to store its first part", func() (bool, error) {
+		return len(listKeys(t, srv, bucket, "pg/main/basebackups/", ".zst.age")) > 0, nil
+	})
+	second := run(t, base, srv.Env(), pgward, "--config", cfg, "backup", "--source", source)
+	if second.code == 0 || !strings.Contains(second.stderr, "another base backup of this cluster is running") {
+		t.Errorf("a second backup while one runs: exit %d, %q; want refused by the lock", second.code, second.stderr)
+	}
+	slow.Process.Signal(syscall.SIGKILL)
+	slow.Wait()
+	if got := listKeys(t, srv, bucket, "pg/main/basebackups/", "backup.json"); len(got) != 0 {
+		t.Fatalf("a backup killed with -9 left %v", got)
+	}
+
+	// The next backup succeeds (breaking the dead holder's lock).
+	var out strings.Builder
+	b := backup()
+	b.Stdout = &out
+	var errOut strings.Builder
+	b.Stderr = &errOut
+	if err := b.Run(); err != nil {
+		t.Fatalf("backup after the killed one: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "breaking a backup lock whose holder is gone") {
+		t.Errorf("the dead holder's lock was not reported as broken:\n%s", errOut.String())
+	}
+	var info struct {
+		ID       string `json:"id"`
+		StopLSN  string `json:"stop_lsn"`
+		Archives []struct {
+			Name  string `json:"name"`
+			Parts []struct {
+				Key string `json:"key"`
+			} `json:"parts"`
+		} `json:"archives"`
+		Manifest struct {
+			Key string `json:"key"`
+		} `json:"manifest"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &info); err != nil {
+		t.Fatalf("backup --json printed %q: %v", out.String(), err)
+	}
+	if len(info.Archives) == 0 || len(info.Archives[0].Parts) < 2 {
+		t.Fatalf("backup %s: want base.tar in several 16 MiB parts, got %+v", info.ID, info.Archives)
+	}
+	stopLoad()
+	load.Wait()
+	wantHistory := primary.psql("SELECT count(*) FROM pgbench_history")
+	primary.switchAndWaitArchived(time.Minute)
+
+	list := run(t, base, srv.Env(), pgward, "--config", cfg, "backup", "list")
+	if list.code != 0 || !strings.Contains(list.stdout, info.ID) {
+		t.Errorf("backup list: exit %d, %q; want %s listed", list.code, list.stdout, info.ID)
+	}
+
+	// Restore by hand: age -d | zstd -d of each part in order, into tar.
+	restoreDir := filepath.Join(base, "restore")
+	os.Mkdir(restoreDir, 0o700)
+	own(t, restoreDir)
+	c := minioClient(t, srv)
+	download := func(key string) string {
+		local := filepath.Join(base, filepath.Base(key))
+		if err := c.FGetObject(t.Context(), bucket, "pg/"+key, local, minio.GetObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return local
+	}
+	var parts []string
+	for _, p := range info.Archives[0].Parts {
+		parts = append(parts, download(p.Key))
+	}
+	sort.Strings(parts)
+	script := `set -e; for p in "$@"; do age -d -i "$KEY" "$p" | zstd -d -c; done | tar -x -C "$DEST"`
+	unpack := exec.Command("sh", append([]string{"-c", script, "sh"}, parts...)...)
+	unpack.Env = append(os.Environ(), "KEY="+identity, "DEST="+restoreDir)
+	if out, err := unpack.CombinedOutput(); err != nil {
+		t.Fatalf("restore by hand: %v\n%s", err, out)
+	}
+	manifest := filepath.Join(base, "backup_manifest")
+	dec := exec.Command("sh", "-c", `age -d -i "$1" "$2" | zstd -d -c > "$3"`, "sh", identity, download(info.Manifest.Key), manifest)
+	if out, err := dec.CombinedOutput(); err != nil {
+		t.Fatalf("decrypt the manifest: %v\n%s", err, out)
+	}
+	for _, p := range []string{restoreDir, manifest} {
+		filepath.Walk(p, func(path string, _ os.FileInfo, _ error) error { own(t, path); return nil })
+	}
+	verify := run(t, base, nil, filepath.Join(pgBinDir, "pg_verifybackup"), "-n", "-m", manifest, restoreDir)
+	if verify.code != 0 {
+		t.Fatalf("pg_verifybackup: %s%s", verify.stdout, verify.stderr)
+	}
+
+	// The restored copy recovers with WAL from the repository.
+	os.Remove(filepath.Join(restoreDir, "standby.signal"))
+	restored := restoreCluster(t, base, restoreDir, pgward+" --config "+cfg+" wal-fetch %f %p", "archive_mode = off", "hot_standby = on")
+	restored.env = srv.Env()
+	restored.start()
+	restored.waitPromoted(3 * time.Minute)
+	if got := restored.psql("SELECT count(*) FROM pgbench_history"); got != wantHistory {
+		t.Errorf("restored backup has %s pgbench_history rows, the primary %s", got, wantHistory)
+	}
+}
+
+// listKeys lists the keys under prefix that end in suffix.
+func listKeys(t *testing.T, srv *miniotest.Server, bucket, prefix, suffix string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out []string
+	for oi := range minioClient(t, srv).ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if oi.Err == nil && strings.HasSuffix(oi.Key, suffix) {
+			out = append(out, oi.Key)
+		}
+	}
+	return out
+}
