@@ -169,6 +169,25 @@ func TestBackupOnReplica(t *testing.T) {
 	if got := restored.psql("SELECT count(*) FROM pgbench_history"); got != wantHistory {
 		t.Errorf("restored backup has %s pgbench_history rows, the primary %s", got, wantHistory)
 	}
+
+	// Retention needs the only backup: delete refuses; pin shows; --force
+	// deletes every object of it.
+	pw := func(args ...string) result { return run(t, base, srv.Env(), pgward, append([]string{"--config", cfg, "backup"}, args...)...) }
+	if r := pw("delete", info.ID); r.code == 0 || !strings.Contains(r.stderr, "still needed") {
+		t.Errorf("delete of the only backup: exit %d, %q; want refused", r.code, r.stderr)
+	}
+	if r := pw("pin", info.ID); r.code != 0 {
+		t.Errorf("pin: %s", r.stderr)
+	}
+	if r := pw("list", "--json"); !strings.Contains(r.stdout, `"pinned": true`) {
+		t.Errorf("list --json after pin: %s", r.stdout)
+	}
+	if r := pw("delete", "--force", info.ID); r.code != 0 {
+		t.Errorf("delete --force: %s", r.stderr)
+	}
+	if left := listKeys(t, srv, bucket, "pg/main/basebackups/"+info.ID+"/", ""); len(left) != 0 {
+		t.Errorf("delete --force left %v", left)
+	}
 }
 
 // listKeys lists the keys under prefix that end in suffix.

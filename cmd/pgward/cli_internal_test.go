@@ -1000,9 +1000,41 @@ func TestStreamBadInput(t *testing.T) {
 		{"bad spool max", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--spool-max", "lots"}, []string{"--spool-max", "512MiB"}},
 		{"no recipient", []string{"--repo", repoURL, "stream"}, []string{"no recipient"}},
 		{"bad source", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--source", "host=x port=notaport"}, []string{"--source"}},
+		{"bad backup schedule", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-schedule", "at midnight", "--listen", ""}, []string{"backup schedule", "five cron fields"}},
+		{"bad backup zone", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-timezone", "Mars/Olympus", "--listen", ""}, []string{"time zone"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pgward(t, tc.args...).check(t, exitError, tc.want, nil)
 		})
+	}
+}
+
+func TestBackupBadInput(t *testing.T) {
+	isolate(t)
+	_, repoURL := fileRepo(t)
+	_, recipient := generateKey(t, t.TempDir(), "key")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"bad checkpoint", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--checkpoint", "now"}, []string{"--checkpoint", "fast or spread"}},
+		{"tiny part size", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--part-size", "1kB"}, []string{"--part-size", "1MiB"}},
+		{"bad max rate", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--max-rate", "1kB"}, []string{"--max-rate"}},
+		{"show without id", []string{"--repo", repoURL, "backup", "show"}, []string{"one backup id"}},
+		{"show unknown", []string{"--repo", repoURL, "backup", "show", "20990101T000000Z"}, []string{"no such finished backup"}},
+		{"show bad id", []string{"--repo", repoURL, "backup", "show", "../x"}, []string{"invalid backup id"}},
+		{"delete unknown", []string{"--repo", repoURL, "backup", "delete", "20990101T000000Z"}, []string{"no such finished backup"}},
+		{"pin unknown", []string{"--repo", repoURL, "backup", "pin", "20990101T000000Z"}, []string{"no such finished backup"}},
+		{"unknown subcommand", []string{"--repo", repoURL, "backup", "frobnicate"}, []string{"unknown backup subcommand"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pgward(t, tc.args...).check(t, exitError, tc.want, nil)
+		})
+	}
+	r := pgward(t, "--repo", repoURL, "backup", "list", "--json")
+	r.check(t, exitOK, nil, nil)
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("backup list --json on an empty repository = %q, want []", r.stdout)
 	}
 }

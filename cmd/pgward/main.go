@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"syscall"
+	_ "time/tzdata" // backup schedules name time zones; hosts may lack zoneinfo
 
 	"github.com/urfave/cli/v2"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -19,6 +20,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/basebackup"
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/stream"
 )
 
@@ -52,6 +57,11 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.DurationFlag{Name: "status-interval", EnvVars: []string{"PGWARD_STATUS_INTERVAL"}, Value: 10 * time.Second, Usage: "report positions to the server this often"},
 			&cli.StringFlag{Name: "spool-max", EnvVars: []string{"PGWARD_SPOOL_MAX"}, Value: "1GiB", Usage: "pause receiving when this much `SIZE` of WAL waits in the spool (the slot then holds it)"},
 			&cli.StringFlag{Name: "listen", EnvVars: []string{"PGWARD_LISTEN"}, Value: "127.0.0.1:9187", Usage: "serve /metrics and /healthz on `ADDR` (empty: off)"},
+			&cli.StringFlag{Name: "backup-source", EnvVars: []string{"PGWARD_BACKUP_SOURCE"}, Usage: "take base backups on schedule from the server at connection `STRING` (the replica); empty: no backups"},
+			&cli.StringFlag{Name: "backup-schedule", EnvVars: []string{"PGWARD_BACKUP_SCHEDULE"}, Value: basebackup.DefaultSchedule, Usage: "when to take base backups (five cron `FIELDS`)"},
+			&cli.StringFlag{Name: "backup-timezone", EnvVars: []string{"PGWARD_BACKUP_TIMEZONE"}, Value: basebackup.DefaultTimezone, Usage: "time `ZONE` of --backup-schedule"},
+			&cli.StringFlag{Name: "backup-checkpoint", Value: "spread", Usage: "checkpoint `MODE` of scheduled backups: fast or spread"},
+			&cli.StringFlag{Name: "backup-part-size", Value: "1GiB", Usage: "part `SIZE` of scheduled backups"},
 		},
 		Action: runStream,
 	}
@@ -136,8 +146,40 @@ func runStream(c *cli.Context) error {
 		})
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
+	if src := c.String("backup-source"); src != "" {
+		sched, err := basebackup.ParseSchedule(c.String("backup-schedule"), c.String("backup-timezone"))
+		if err != nil {
+			return err
+		}
+		bcfg, err := scheduledBackupConfig(c, src, store, layout, sealer, log)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { (&basebackup.Scheduler{Schedule: sched, Config: bcfg, Logger: log}).Run(ctx) })
+	}
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
+}
+
+func scheduledBackupConfig(c *cli.Context, source string, store storage.Backend, layout catalog.Layout, sealer *seal.Sealer, log *slog.Logger) (basebackup.Config, error) {
+	connCfg, err := pgconn.ParseConfig(source)
+	if err != nil {
+		return basebackup.Config{}, fmt.Errorf("--backup-source: %w", err)
+	}
+	var opts basebackup.Options
+	switch c.String("backup-checkpoint") {
+	case "fast":
+		opts.Fast = true
+	case "spread":
+	default:
+		return basebackup.Config{}, fmt.Errorf("--backup-checkpoint %q: want fast or spread", c.String("backup-checkpoint"))
+	}
+	partSize, err := parseByteSize(c.String("backup-part-size"))
+	if err != nil || partSize < 1<<20 {
+		return basebackup.Config{}, fmt.Errorf("--backup-part-size %q: want at least 1MiB", c.String("backup-part-size"))
+	}
+	return basebackup.Config{Conn: connCfg, Options: opts, PartSize: partSize, Logger: log,
+		Archive: &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log}}, nil
 }
 
 // parseByteSize reads sizes like 512MiB, 1GiB, 1048576.
