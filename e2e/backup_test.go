@@ -172,7 +172,9 @@ func TestBackupOnReplica(t *testing.T) {
 
 	// Retention needs the only backup: delete refuses; pin shows; --force
 	// deletes every object of it.
-	pw := func(args ...string) result { return run(t, base, srv.Env(), pgward, append([]string{"--config", cfg, "backup"}, args...)...) }
+	pw := func(args ...string) result {
+		return run(t, base, srv.Env(), pgward, append([]string{"--config", cfg, "backup"}, args...)...)
+	}
 	if r := pw("delete", info.ID); r.code == 0 || !strings.Contains(r.stderr, "still needed") {
 		t.Errorf("delete of the only backup: exit %d, %q; want refused", r.code, r.stderr)
 	}

@@ -232,6 +232,13 @@ func fetchEachCmd(t *testing.T, base string, segs []string, env []string, bin st
 // (large) test process would count the parent's pages before exec.
 func runTimed(t *testing.T, env []string, bin string, args ...string) int64 {
 	t.Helper()
+	rss, _ := runTimedOutput(t, env, bin, args...)
+	return rss
+}
+
+// runTimedOutput is runTimed that also returns the command's output.
+func runTimedOutput(t *testing.T, env []string, bin string, args ...string) (int64, string) {
+	t.Helper()
 	rss, err := os.CreateTemp("", "pgward-rss-")
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +256,7 @@ func runTimed(t *testing.T, env []string, bin string, args ...string) int64 {
 	if err != nil {
 		t.Fatalf("/usr/bin/time output %q: %v", b, err)
 	}
-	return kb
+	return kb, string(out)
 }
 
 func dirBytes(t *testing.T, dir string) int64 {

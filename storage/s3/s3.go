@@ -25,7 +25,7 @@ const (
 	DefaultRegion   = "us-east-1"
 	// DefaultPartSize bounds memory for streams of unknown length: one part
 	// is buffered at a time. Objects smaller than this go in one PUT.
-	DefaultPartSize = 16 << 20
+	DefaultPartSize = 8 << 20
 	// DefaultMaxRetries bounds how long a request retries an unreachable
 	// server before the error reaches the caller.
 	DefaultMaxRetries = 5
