@@ -43,8 +43,8 @@ type Config struct {
 }
 
 // Take runs one base backup into the repository and returns its
-// backup.json. A backup that fails leaves no backup.json: its parts are
-// garbage that retention removes.
+// backup.json. A backup that fails leaves no backup.json; its parts stay
+// until `pgward backup delete --force ID` removes them.
 func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	log, now := cfg.Logger, cfg.Now
 	if log == nil {
@@ -101,15 +101,19 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	}
 
 	started := now().UTC()
-	id, err := newID(ctx, a, started)
-	if err != nil {
-		return nil, err
-	}
-	lk, err := acquireLock(ctx, a.Store, a.Layout, id, lease, now, log)
+	// The lock cancels the backup if it is lost (another backup broke it).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lk, err := acquireLock(ctx, a.Store, a.Layout, lease, now, log, func(err error) { cancel(err) })
 	if err != nil {
 		return nil, err
 	}
 	defer lk.release(context.WithoutCancel(ctx))
+	id, err := newID(ctx, a, started)
+	if err != nil {
+		return nil, err
+	}
+	lk.setBackup(id)
 
 	opts := cfg.Options
 	if opts.Label == "" {
@@ -119,12 +123,16 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	log.Info("base backup started", "source_timeline", ident.Timeline)
 	sink := &storeSink{ctx: ctx, store: a.Store, layout: a.Layout, sealer: a.Sealer, id: id, partSize: partSize, progress: cfg.Progress}
 	res, err := Run(ctx, conn, opts, sink)
-	if ferr := sink.finish(); err == nil {
-		err = ferr
-	} else {
-		sink.fail(err)
-	}
+	stopped := now().UTC()
 	if err != nil {
+		sink.fail(err) // the part being written is abandoned, not stored
+		sink.finish()
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			err = cause
+		}
+		return nil, fmt.Errorf("base backup %s: %w", id, err)
+	}
+	if err := sink.finish(); err != nil {
 		return nil, fmt.Errorf("base backup %s: %w", id, err)
 	}
 	if sink.manifest == nil || sink.manifest.Key == "" {
@@ -134,6 +142,9 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 		"start_lsn", res.Start, "stop_lsn", res.Stop)
 
 	// The backup is usable only with the WAL from its start to its stop.
+	if res.StartTLI != res.StopTLI {
+		return nil, fmt.Errorf("base backup %s: the source changed timeline during the backup (%d to %d); take it again", id, res.StartTLI, res.StopTLI)
+	}
 	if err := waitWAL(ctx, a, res, segSize, walTimeout, log); err != nil {
 		return nil, fmt.Errorf("base backup %s: %w", id, err)
 	}
@@ -142,7 +153,7 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 		SystemIdentifier: strconv.FormatUint(sysid, 10), PGVersion: major,
 		StartLSN: res.Start.String(), StopLSN: res.Stop.String(),
 		StartTimeline: res.StartTLI, StopTimeline: res.StopTLI,
-		StartTime: started, StopTime: now().UTC(),
+		StartTime: started, StopTime: stopped,
 		DataBytes: sink.dataBytes, StoredBytes: sink.storedBytes + sink.manifest.StoredBytes,
 		Encrypted: a.Sealer.Encrypted(), Archives: sink.archives, Manifest: *sink.manifest,
 	}
@@ -153,7 +164,7 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	if err := a.Store.Create(ctx, a.Layout.BackupInfoKey(id), bytes.NewReader(append(b, '\n')), int64(len(b)+1), nil); err != nil {
 		return nil, fmt.Errorf("base backup %s: write backup.json: %w", id, err)
 	}
-	log.Info("base backup finished", "duration", info.StopTime.Sub(started))
+	log.Info("base backup finished", "duration", now().Sub(started))
 	return info, nil
 }
 

@@ -23,12 +23,13 @@ type Listed struct {
 var ErrNoBackup = errors.New("no such finished backup")
 
 // List returns the cluster's finished backups (those with a backup.json),
-// oldest first.
-func List(ctx context.Context, store storage.Backend, layout catalog.Layout) ([]Listed, error) {
+// oldest first. A backup.json that cannot be read is skipped and its
+// error returned in skipped, so one damaged backup does not hide the rest.
+func List(ctx context.Context, store storage.Backend, layout catalog.Layout) (backups []Listed, skipped []error, err error) {
 	prefix := layout.BackupsPrefix()
 	var ids []string
 	pinned := map[string]bool{}
-	err := store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+	err = store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		rest := strings.TrimPrefix(oi.Key, prefix)
 		id, file, ok := strings.Cut(rest, "/")
 		switch {
@@ -41,18 +42,18 @@ func List(ctx context.Context, store storage.Backend, layout catalog.Layout) ([]
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list backups: %w", err)
+		return nil, nil, fmt.Errorf("list backups: %w", err)
 	}
-	var out []Listed
 	for _, id := range ids {
 		info, err := readInfo(ctx, store, layout, id)
 		if err != nil {
-			return nil, err
+			skipped = append(skipped, err)
+			continue
 		}
-		out = append(out, Listed{BackupInfo: info, Pinned: pinned[id]})
+		backups = append(backups, Listed{BackupInfo: info, Pinned: pinned[id]})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].StartTime.Before(out[j].StartTime) })
-	return out, nil
+	sort.Slice(backups, func(i, j int) bool { return backups[i].StartTime.Before(backups[j].StartTime) })
+	return backups, skipped, nil
 }
 
 // Get returns one finished backup.
@@ -109,13 +110,23 @@ func Pin(ctx context.Context, store storage.Backend, layout catalog.Layout, id s
 	return store.Put(ctx, layout.BackupPinKey(id), strings.NewReader(""), 0, nil)
 }
 
-// Delete removes a backup: backup.json first, so it stops being a
-// backup before its parts go.
-func Delete(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) error {
-	if err := store.Delete(ctx, layout.BackupInfoKey(id)); err != nil {
-		return err
+// Delete removes a backup, finished or not: backup.json first, so it
+// stops being a backup before its parts go. It reports whether anything
+// was there.
+func Delete(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) (bool, error) {
+	if err := ValidateID(id); err != nil {
+		return false, err
 	}
-	return store.List(ctx, layout.BackupPrefix(id), func(oi storage.ObjectInfo) error {
+	found := false
+	if _, err := store.Stat(ctx, layout.BackupInfoKey(id)); err == nil {
+		found = true
+		if err := store.Delete(ctx, layout.BackupInfoKey(id)); err != nil {
+			return true, err
+		}
+	}
+	err := store.List(ctx, layout.BackupPrefix(id), func(oi storage.ObjectInfo) error {
+		found = true
 		return store.Delete(ctx, oi.Key)
 	})
+	return found, err
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +28,8 @@ var ErrLocked = errors.New("another base backup of this cluster is running")
 
 type lockRecord struct {
 	Host    string    `json:"host"`
+	BootID  string    `json:"boot_id"`
+	PIDNS   string    `json:"pid_namespace"`
 	PID     int       `json:"pid"`
 	Holder  string    `json:"holder"`
 	Backup  string    `json:"backup_id"`
@@ -37,19 +41,32 @@ type lockRecord struct {
 type lock struct {
 	store storage.Backend
 	key   string
+	mu    sync.Mutex // guards rec
 	rec   lockRecord
 	lease time.Duration
 	log   *slog.Logger
 	stop  chan struct{}
 	done  chan struct{}
+	// onLoss is called once if the lock is lost (taken over, or not
+	// renewable before it expires).
+	onLoss func(error)
+}
+
+// setBackup names the backup the lock is held for.
+func (l *lock) setBackup(id string) {
+	l.mu.Lock()
+	l.rec.Backup = id
+	l.mu.Unlock()
 }
 
 // acquireLock takes the lock, breaking one whose holder let its lease
-// expire (with a warning), and keeps renewing it until release.
-func acquireLock(ctx context.Context, store storage.Backend, layout catalog.Layout, backupID string, lease time.Duration, now func() time.Time, log *slog.Logger) (*lock, error) {
+// expire or is gone (with a warning), and keeps renewing it until
+// release.
+func acquireLock(ctx context.Context, store storage.Backend, layout catalog.Layout, lease time.Duration, now func() time.Time, log *slog.Logger, onLoss func(error)) (*lock, error) {
 	host, _ := os.Hostname()
-	l := &lock{store: store, key: layout.BackupLockKey(), lease: lease, log: log,
-		rec: lockRecord{Host: host, PID: os.Getpid(), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Backup: backupID, Since: now().UTC()}}
+	bootID, pidNS := processIdentity()
+	l := &lock{store: store, key: layout.BackupLockKey(), lease: lease, log: log, onLoss: onLoss,
+		rec: lockRecord{Host: host, BootID: bootID, PIDNS: pidNS, PID: os.Getpid(), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Since: now().UTC()}}
 	for attempt := 0; attempt < 2; attempt++ {
 		l.rec.Expires = now().UTC().Add(lease)
 		b, _ := json.Marshal(l.rec)
@@ -93,35 +110,66 @@ func readLock(ctx context.Context, store storage.Backend, key string) (lockRecor
 
 func (l *lock) renew(now func() time.Time) {
 	defer close(l.done)
-	tick := time.NewTicker(l.lease / 3)
+	tick := time.NewTicker(l.lease / 10)
 	defer tick.Stop()
+	renewed := now()
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.lease/3)
-		// Renew only our own lock: if it was broken (we stalled past the
-		// lease), another backup holds it now.
-		if held, err := readLock(ctx, l.store, l.key); err != nil || held.Holder != l.rec.Holder || held.Backup != l.rec.Backup {
-			l.log.Error("the backup lock was taken over; not renewing it", "err", err)
-			cancel()
+		if now().Sub(renewed) < l.lease/3 {
+			continue
+		}
+		err := l.renewOnce(now)
+		if err == nil {
+			renewed = now()
+			continue
+		}
+		if errors.Is(err, errLockTaken) || now().Sub(renewed) > l.lease*2/3 {
+			l.log.Error("backup lock lost; stopping the backup", "err", err)
+			if l.onLoss != nil {
+				l.onLoss(fmt.Errorf("%w: %v", ErrLocked, err))
+			}
 			return
 		}
-		l.rec.Expires = now().UTC().Add(l.lease)
-		b, _ := json.Marshal(l.rec)
-		if err := l.store.Put(ctx, l.key, bytes.NewReader(b), int64(len(b)), nil); err != nil {
-			l.log.Warn("could not renew the backup lock", "err", err)
-		}
-		cancel()
+		l.log.Warn("could not renew the backup lock; retrying", "err", err)
 	}
 }
 
-// release stops renewing and removes the lock.
+var errLockTaken = errors.New("the backup lock was taken over by another backup")
+
+// renewOnce extends our lease, if the lock is still ours.
+func (l *lock) renewOnce(now func() time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.lease/3)
+	defer cancel()
+	held, err := readLock(ctx, l.store, l.key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return errLockTaken
+		}
+		return err
+	}
+	l.mu.Lock()
+	mine := held.Holder == l.rec.Holder && held.Since.Equal(l.rec.Since)
+	l.rec.Expires = now().UTC().Add(l.lease)
+	b, _ := json.Marshal(l.rec)
+	l.mu.Unlock()
+	if !mine {
+		return errLockTaken
+	}
+	return l.store.Put(ctx, l.key, bytes.NewReader(b), int64(len(b)), nil)
+}
+
+// release stops renewing and removes the lock, if it is still ours.
 func (l *lock) release(ctx context.Context) error {
 	close(l.stop)
 	<-l.done
+	held, err := readLock(ctx, l.store, l.key)
+	if err != nil || held.Holder != l.rec.Holder || !held.Since.Equal(l.rec.Since) {
+		return nil // gone, or another backup's now
+	}
 	if err := l.store.Delete(ctx, l.key); err != nil {
 		return fmt.Errorf("release the backup lock: %w", err)
 	}
@@ -132,8 +180,18 @@ func (l *lock) release(ctx context.Context) error {
 // no longer runs (killed, crashed): its lease need not be waited out.
 func (r lockRecord) holderGone() bool {
 	host, _ := os.Hostname()
-	if r.Host != host || r.PID <= 0 {
+	boot, pidNS := processIdentity()
+	// Only a process of this very kernel boot and PID namespace can be
+	// looked up by its PID; anything else waits out the lease.
+	if r.Host != host || r.BootID == "" || r.BootID != boot || r.PIDNS != pidNS || r.PID <= 0 {
 		return false
 	}
 	return unix.Kill(r.PID, 0) == unix.ESRCH
+}
+
+// processIdentity names this kernel boot and PID namespace.
+func processIdentity() (bootID, pidNS string) {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return strings.TrimSpace(string(b)), ns
 }

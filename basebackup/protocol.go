@@ -155,7 +155,7 @@ func Run(ctx context.Context, conn *pgconn.PgConn, opts Options, sink Sink) (Res
 				return res, fmt.Errorf("BASE_BACKUP ended early (after %d result sets)", sets)
 			}
 			return res, nil
-		case *pgproto3.NoticeResponse:
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
 		default:
 			return res, fmt.Errorf("BASE_BACKUP: unexpected message %T", msg)
 		}

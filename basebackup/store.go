@@ -158,7 +158,9 @@ func (s *storeSink) openPart() error {
 	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, hash: xxh3.New128(), count: count, done: make(chan error, 1), archive: ai, index: pi}
 	// The reader runs first: age writes its header as soon as it starts.
 	go func() {
-		err := s.store.Put(s.ctx, key, pr, -1, nil)
+		// Create: a part never replaces another backup's (two backups
+		// given one id would collide here, and one of them fails).
+		err := s.store.Create(s.ctx, key, pr, -1, nil)
 		pr.CloseWithError(err) // unblocks the writer if Put gave up early
 		p.done <- err
 	}()

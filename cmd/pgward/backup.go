@@ -94,10 +94,10 @@ func backupConfig(c *cli.Context, source string) (basebackup.Config, error) {
 	opts.Label = c.String("label")
 	if r := c.String("max-rate"); r != "" {
 		rate, err := parseByteSize(r)
-		if err != nil || rate < 32<<10 || rate > 1<<30 {
+		if err != nil || rate < 32000 || rate > 1<<30 {
 			return basebackup.Config{}, fmt.Errorf("--max-rate %q: want 32kB to 1GiB per second", r)
 		}
-		opts.MaxRate = int(rate >> 10)
+		opts.MaxRate = int(max(rate>>10, 32)) // the server counts kB/s, 32 at least
 	}
 	partSize, err := parseByteSize(c.String("part-size"))
 	if err != nil || partSize < 1<<20 {
@@ -142,9 +142,12 @@ func runBackupList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	backups, err := basebackup.List(c.Context, store, layout)
+	backups, skipped, err := basebackup.List(c.Context, store, layout)
 	if err != nil {
 		return err
+	}
+	for _, e := range skipped {
+		fmt.Fprintf(c.App.ErrWriter, "pgward: warning: %v\n", e)
 	}
 	if c.Bool("json") {
 		if backups == nil {
@@ -202,11 +205,11 @@ func runBackupDelete(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := basebackup.Get(c.Context, store, layout, id); err != nil {
-		return err
-	}
 	if !c.Bool("force") {
-		backups, err := basebackup.List(c.Context, store, layout)
+		if _, err := basebackup.Get(c.Context, store, layout, id); err != nil {
+			return fmt.Errorf("%w (an unfinished backup's parts are deleted with --force)", err)
+		}
+		backups, _, err := basebackup.List(c.Context, store, layout)
 		if err != nil {
 			return err
 		}
@@ -219,8 +222,12 @@ func runBackupDelete(c *cli.Context) error {
 				"not deleted; use --force to delete it anyway", id, c.Duration("retention-window"))
 		}
 	}
-	if err := basebackup.Delete(c.Context, store, layout, id); err != nil {
+	found, err := basebackup.Delete(c.Context, store, layout, id)
+	if err != nil {
 		return fmt.Errorf("delete backup %s: %w", id, err)
+	}
+	if !found {
+		return fmt.Errorf("backup %q: %w", id, basebackup.ErrNoBackup)
 	}
 	fmt.Fprintf(c.App.Writer, "backup %s deleted\n", id)
 	return nil

@@ -1,0 +1,72 @@
+package basebackup
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/storage/memory"
+)
+
+func TestLock(t *testing.T) {
+	store := memory.New()
+	layout := catalog.Layout{Cluster: "c"}
+	log := slog.New(slog.DiscardHandler)
+	clock := time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+
+	a, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second lock while the first holds: %v, want ErrLocked", err)
+	}
+
+	// The first holder stalls past its lease: the next one breaks it, and
+	// the stalled holder's release leaves the new lock alone.
+	clock = clock.Add(2 * time.Hour)
+	b, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
+	if err != nil {
+		t.Fatalf("lock after the lease expired: %v", err)
+	}
+	if err := a.release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("the stalled holder's release removed the new holder's lock: %v", err)
+	}
+	if err := a.renewOnce(now); !errors.Is(err, errLockTaken) {
+		t.Errorf("renewal by the stalled holder: %v, want errLockTaken", err)
+	}
+	if err := b.release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	c.release(t.Context())
+}
+
+func TestHolderGone(t *testing.T) {
+	host, _ := os.Hostname()
+	boot, ns := processIdentity()
+	alive := lockRecord{Host: host, BootID: boot, PIDNS: ns, PID: os.Getpid()}
+	if alive.holderGone() {
+		t.Error("this very process counted as gone")
+	}
+	dead := alive
+	dead.PID = 1 << 22 // above pid_max: no such process
+	if !dead.holderGone() {
+		t.Error("a process that does not exist counted as alive")
+	}
+	other := dead
+	other.BootID = "another-boot"
+	if other.holderGone() {
+		t.Error("a holder of another kernel boot counted as gone without waiting for its lease")
+	}
+}
