@@ -206,7 +206,8 @@ func (a *Archive) Prefetch(ctx context.Context, s Spool, count int, segSize uint
 			return nil
 		}
 		// Fetch in order with a few workers, so the segment needed next is
-		// ready first; more workers than cores only pay off for latency.
+		// ready first; more workers than cores only pay off for latency
+		// (each holds about two segments in memory).
 		var (
 			wg       sync.WaitGroup
 			mu       sync.Mutex

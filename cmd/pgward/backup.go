@@ -117,6 +117,7 @@ func runBackup(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	limitMemory(memoryLimit)
 	var bar *progressBar
 	if isTerminal(os.Stderr) {
 		bar = newProgressBar(c.App.ErrWriter)

@@ -115,6 +115,7 @@ func runStream(c *cli.Context) error {
 		return err
 	}
 
+	limitMemory(memoryLimit)
 	ctx := c.Context
 	var wg sync.WaitGroup
 	defer wg.Wait()

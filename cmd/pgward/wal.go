@@ -50,6 +50,7 @@ Needs a recipient (--recipient / PGWARD_RECIPIENT) or --no-encryption.`,
 			if err != nil {
 				return err
 			}
+			limitMemory(walMemoryLimit)
 			path := c.Args().First()
 			a := &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log}
 			// archive_command passes pg_wal/<file>: PGDATA's pg_control then
@@ -113,6 +114,7 @@ func walFetch(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	limitMemory(walMemoryLimit)
 	prefetch := c.Int("prefetch")
 	if prefetch < 0 || prefetch > 256 {
 		return fmt.Errorf("--prefetch %d: want 0 to 256", prefetch)
