@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -64,56 +65,45 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 	}
 }
 
-// backupConfig builds the basebackup configuration from the flags.
-func backupConfig(c *cli.Context, source string) (basebackup.Config, error) {
-	s := settingsFrom(c)
-	log, err := s.logger(c.App.ErrWriter)
-	if err != nil {
-		return basebackup.Config{}, err
-	}
-	sealer, err := s.sealer()
-	if err != nil {
-		return basebackup.Config{}, err
-	}
-	store, layout, err := s.openRepo()
-	if err != nil {
-		return basebackup.Config{}, err
-	}
+// newBackupConfig checks the backup settings, from the flags of `backup`
+// or (named with flagPrefix "backup-") of the sidecar's schedule.
+func newBackupConfig(a *archive.Archive, log *slog.Logger, flagPrefix, source, checkpoint, label, maxRate, partSize string, walTimeout time.Duration) (basebackup.Config, error) {
 	connCfg, err := pgconn.ParseConfig(source)
 	if err != nil {
-		return basebackup.Config{}, fmt.Errorf("--source: %w", err)
+		return basebackup.Config{}, fmt.Errorf("--%ssource: %w", flagPrefix, err)
 	}
-	var opts basebackup.Options
-	switch c.String("checkpoint") {
+	opts := basebackup.Options{Label: label}
+	switch checkpoint {
 	case "fast":
 		opts.Fast = true
 	case "spread":
 	default:
-		return basebackup.Config{}, fmt.Errorf("--checkpoint %q: want fast or spread", c.String("checkpoint"))
+		return basebackup.Config{}, fmt.Errorf("--%scheckpoint %q: want fast or spread", flagPrefix, checkpoint)
 	}
-	opts.Label = c.String("label")
-	if r := c.String("max-rate"); r != "" {
-		rate, err := parseByteSize(r)
+	if maxRate != "" {
+		rate, err := parseByteSize(maxRate)
 		if err != nil || rate < 32000 || rate > 1<<30 {
-			return basebackup.Config{}, fmt.Errorf("--max-rate %q: want 32kB to 1GiB per second", r)
+			return basebackup.Config{}, fmt.Errorf("--max-rate %q: want 32kB to 1GiB per second", maxRate)
 		}
 		opts.MaxRate = int(max(rate>>10, 32)) // the server counts kB/s, 32 at least
 	}
-	partSize, err := parseByteSize(c.String("part-size"))
-	if err != nil || partSize < 1<<20 {
-		return basebackup.Config{}, fmt.Errorf("--part-size %q: want at least 1MiB", c.String("part-size"))
+	size, err := parseByteSize(partSize)
+	if err != nil || size < 1<<20 {
+		return basebackup.Config{}, fmt.Errorf("--%spart-size %q: want at least 1MiB", flagPrefix, partSize)
 	}
-	return basebackup.Config{
-		Conn: connCfg, Options: opts, PartSize: partSize, WALTimeout: c.Duration("wal-timeout"), Logger: log,
-		Archive: &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log},
-	}, nil
+	return basebackup.Config{Conn: connCfg, Options: opts, PartSize: size, WALTimeout: walTimeout, Logger: log, Archive: a}, nil
 }
 
 func runBackup(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unknown backup subcommand %q (list, show, delete, pin, unpin)", c.Args().First())
 	}
-	cfg, err := backupConfig(c, c.String("source"))
+	a, log, err := archiveFor(c, true, false)
+	if err != nil {
+		return err
+	}
+	cfg, err := newBackupConfig(a, log, "", c.String("source"), c.String("checkpoint"), c.String("label"),
+		c.String("max-rate"), c.String("part-size"), c.Duration("wal-timeout"))
 	if err != nil {
 		return err
 	}

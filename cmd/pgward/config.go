@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
@@ -222,4 +223,29 @@ func (s settings) opener() (*seal.Opener, error) {
 		return nil, fmt.Errorf("%w (--identity-file / PGWARD_IDENTITY_FILE)", err)
 	}
 	return seal.NewOpener(ids), nil
+}
+
+// archiveFor builds the Archive a command needs from the global settings:
+// a Sealer when it writes, an Opener when it reads.
+func archiveFor(c *cli.Context, write, read bool) (*archive.Archive, *slog.Logger, error) {
+	s := settingsFrom(c)
+	log, err := s.logger(c.App.ErrWriter)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &archive.Archive{Logger: log}
+	if write {
+		if a.Sealer, err = s.sealer(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if read {
+		if a.Opener, err = s.opener(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if a.Store, a.Layout, err = s.openRepo(); err != nil {
+		return nil, nil, err
+	}
+	return a, log, nil
 }

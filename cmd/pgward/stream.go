@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -19,11 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
-	"github.com/pgward/pgward/catalog"
-	"github.com/pgward/pgward/seal"
-	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/stream"
 )
 
@@ -71,19 +66,11 @@ func runStream(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("stream takes no arguments, got %q", c.Args().First())
 	}
-	s := settingsFrom(c)
-	log, err := s.logger(c.App.ErrWriter)
+	a, log, err := archiveFor(c, true, false)
 	if err != nil {
 		return err
 	}
-	sealer, err := s.sealer()
-	if err != nil {
-		return err
-	}
-	store, layout, err := s.openRepo()
-	if err != nil {
-		return err
-	}
+	layout := a.Layout
 	connCfg, err := pgconn.ParseConfig(c.String("source"))
 	if err != nil {
 		return fmt.Errorf("--source: %w", err)
@@ -108,8 +95,7 @@ func runStream(c *cli.Context) error {
 	st, err := stream.New(stream.Config{
 		Conn: connCfg, Slot: c.String("slot"), SpoolDir: spool,
 		PartialInterval: partial, StatusInterval: c.Duration("status-interval"), SpoolMax: spoolMax,
-		Archive: &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log},
-		Logger:  log, Metrics: stream.NewMetrics(reg),
+		Archive: a, Logger: log, Metrics: stream.NewMetrics(reg),
 	})
 	if err != nil {
 		return err
@@ -152,7 +138,7 @@ func runStream(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		bcfg, err := scheduledBackupConfig(c, src, store, layout, sealer, log)
+		bcfg, err := newBackupConfig(a, log, "backup-", src, c.String("backup-checkpoint"), "", "", c.String("backup-part-size"), 0)
 		if err != nil {
 			return err
 		}
@@ -160,27 +146,6 @@ func runStream(c *cli.Context) error {
 	}
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
-}
-
-func scheduledBackupConfig(c *cli.Context, source string, store storage.Backend, layout catalog.Layout, sealer *seal.Sealer, log *slog.Logger) (basebackup.Config, error) {
-	connCfg, err := pgconn.ParseConfig(source)
-	if err != nil {
-		return basebackup.Config{}, fmt.Errorf("--backup-source: %w", err)
-	}
-	var opts basebackup.Options
-	switch c.String("backup-checkpoint") {
-	case "fast":
-		opts.Fast = true
-	case "spread":
-	default:
-		return basebackup.Config{}, fmt.Errorf("--backup-checkpoint %q: want fast or spread", c.String("backup-checkpoint"))
-	}
-	partSize, err := parseByteSize(c.String("backup-part-size"))
-	if err != nil || partSize < 1<<20 {
-		return basebackup.Config{}, fmt.Errorf("--backup-part-size %q: want at least 1MiB", c.String("backup-part-size"))
-	}
-	return basebackup.Config{Conn: connCfg, Options: opts, PartSize: partSize, Logger: log,
-		Archive: &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log}}, nil
 }
 
 // parseByteSize reads sizes like 512MiB, 1GiB, 1048576.

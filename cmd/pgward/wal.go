@@ -37,22 +37,12 @@ Needs a recipient (--recipient / PGWARD_RECIPIENT) or --no-encryption.`,
 			if c.NArg() != 1 {
 				return fmt.Errorf("wal-push takes one argument, the WAL file path (%%p), got %d", c.NArg())
 			}
-			s := settingsFrom(c)
-			log, err := s.logger(c.App.ErrWriter)
-			if err != nil {
-				return err
-			}
-			sealer, err := s.sealer()
-			if err != nil {
-				return err
-			}
-			store, layout, err := s.openRepo()
+			a, _, err := archiveFor(c, true, false)
 			if err != nil {
 				return err
 			}
 			limitMemory(walMemoryLimit)
 			path := c.Args().First()
-			a := &archive.Archive{Store: store, Layout: layout, Sealer: sealer, Logger: log}
 			// archive_command passes pg_wal/<file>: PGDATA's pg_control then
 			// says which system the file belongs to, history files included.
 			if dir := filepath.Dir(path); filepath.Base(dir) == "pg_wal" {
@@ -120,19 +110,10 @@ func walFetch(c *cli.Context) error {
 		return fmt.Errorf("--prefetch %d: want 0 to 256", prefetch)
 	}
 	s := settingsFrom(c)
-	log, err := s.logger(c.App.ErrWriter)
+	a, log, err := archiveFor(c, false, true)
 	if err != nil {
 		return err
 	}
-	opener, err := s.opener()
-	if err != nil {
-		return err
-	}
-	store, layout, err := s.openRepo()
-	if err != nil {
-		return err
-	}
-	a := &archive.Archive{Store: store, Layout: layout, Opener: opener, Logger: log}
 	archive.RemoveStaleTemps(filepath.Dir(dest), 10*time.Minute)
 
 	if fn.Kind != wal.KindSegment || prefetch == 0 {
@@ -221,20 +202,10 @@ func walPrefetchCommand() *cli.Command {
 			if segSize > wal.MaxSegmentSize || !wal.ValidSegmentSize(uint32(segSize)) {
 				return fmt.Errorf("invalid --segment-size %d", segSize)
 			}
-			s := settingsFrom(c)
-			log, err := s.logger(c.App.ErrWriter)
+			a, _, err := archiveFor(c, false, true)
 			if err != nil {
 				return err
 			}
-			opener, err := s.opener()
-			if err != nil {
-				return err
-			}
-			store, layout, err := s.openRepo()
-			if err != nil {
-				return err
-			}
-			a := &archive.Archive{Store: store, Layout: layout, Opener: opener, Logger: log}
 			return a.Prefetch(c.Context, archive.Spool{Dir: c.String("spool-dir")}, c.Int("prefetch"), uint32(segSize))
 		},
 	}
