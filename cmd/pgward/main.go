@@ -165,6 +165,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			walPrefetchCommand(),
 			streamCommand(),
 			backupCommand(),
+			restoreCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits

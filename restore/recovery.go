@@ -1,0 +1,169 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/basebackup"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
+	"github.com/pgward/pgward/wal"
+)
+
+// Recovery is what the restored server needs to recover to the target.
+type Recovery struct {
+	// RestoreCommand is the full restore_command.
+	RestoreCommand string
+	Target         Target
+	// Action is promote, pause or shutdown.
+	Action string
+}
+
+// WriteRecovery appends the recovery settings to postgresql.auto.conf and
+// creates recovery.signal: the last step, so a directory with
+// recovery.signal is always complete.
+func WriteRecovery(pgdata string, r Recovery) error {
+	lines := []string{
+		"",
+		"# Added by pgward restore: recovery to " + r.Target.String(),
+		"restore_command = " + quote(r.RestoreCommand),
+		"recovery_target_timeline = 'latest'",
+	}
+	switch r.Target.Kind {
+	case Time:
+		lines = append(lines, "recovery_target_time = "+quote(r.Target.Time.UTC().Format("2006-01-02 15:04:05.999999-07")))
+	case LSN:
+		lines = append(lines, "recovery_target_lsn = "+quote(r.Target.LSN.String()))
+	case XID:
+		lines = append(lines, "recovery_target_xid = "+quote(strconv.FormatUint(r.Target.XID, 10)))
+	case Name:
+		lines = append(lines, "recovery_target_name = "+quote(r.Target.Name))
+	}
+	if r.Target.Kind != Latest {
+		lines = append(lines, "recovery_target_action = "+quote(r.Action))
+	}
+	f, err := os.OpenFile(filepath.Join(pgdata, "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("recovery settings: %w", err)
+	}
+	if _, err := f.WriteString(strings.Join(lines, "\n") + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("recovery settings: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(pgdata, "recovery.signal"), nil, 0o600)
+}
+
+// quote makes a postgresql.conf string literal.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// LoadState reads what MakePlan needs from the repository: finished
+// backups, the WAL end per timeline, and the newest timeline's history.
+func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
+	var st State
+	backups, skipped, err := basebackup.List(ctx, a.Store, a.Layout)
+	if err != nil {
+		return st, err
+	}
+	if len(skipped) > 0 && len(backups) == 0 {
+		return st, skipped[0]
+	}
+	for _, b := range backups {
+		st.Backups = append(st.Backups, b.BackupInfo)
+	}
+	info, err := a.ClusterInfo(ctx)
+	if err != nil {
+		return st, fmt.Errorf("repository cluster %q: %w", a.Layout.Cluster, err)
+	}
+	ends := map[uint32]*WALEnd{}
+	var newestHistory uint32
+	prefix := a.Layout.WALPrefix()
+	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		name := strings.TrimPrefix(oi.Key, prefix)
+		for _, s := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
+			name = strings.TrimSuffix(name, s)
+		}
+		f, err := wal.ParseFileName(name)
+		if err != nil {
+			return nil
+		}
+		var end wal.LSN
+		switch f.Kind {
+		case wal.KindHistory:
+			newestHistory = max(newestHistory, f.Timeline)
+			return nil
+		case wal.KindSegment:
+			no, err := f.SegmentNo(info.WALSegmentSize)
+			if err != nil {
+				return nil
+			}
+			end = wal.SegmentStart(no+1, info.WALSegmentSize)
+		case wal.KindPartial:
+			if end, err = wal.ParseLSN(oi.Metadata[archive.MetaEnd]); err != nil {
+				stat, serr := a.Store.Stat(ctx, oi.Key) // listings may not carry metadata
+				if serr != nil {
+					return nil
+				}
+				if end, err = wal.ParseLSN(stat.Metadata[archive.MetaEnd]); err != nil {
+					return nil
+				}
+			}
+		default:
+			return nil
+		}
+		e := ends[f.Timeline]
+		if e == nil {
+			e = &WALEnd{Timeline: f.Timeline}
+			ends[f.Timeline] = e
+		}
+		if end > e.End {
+			e.End = end
+		}
+		if oi.ModTime.After(e.Stored) {
+			e.Stored = oi.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("list WAL: %w", err)
+	}
+	for _, e := range ends {
+		st.WAL = append(st.WAL, *e)
+	}
+	if newestHistory > 1 {
+		dir, err := os.MkdirTemp("", "pgward-history-")
+		if err != nil {
+			return st, err
+		}
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "history")
+		if err := a.Fetch(ctx, wal.HistoryName(newestHistory), path); err != nil {
+			return st, fmt.Errorf("timeline %d history: %w", newestHistory, err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return st, err
+		}
+		defer f.Close()
+		if st.History, err = wal.ParseHistory(io.Reader(f)); err != nil {
+			return st, fmt.Errorf("timeline %d history: %w", newestHistory, err)
+		}
+	}
+	if len(st.WAL) == 0 {
+		return st, errors.New("the repository holds no WAL for this cluster")
+	}
+	return st, nil
+}

@@ -1,0 +1,223 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
+)
+
+// IncompleteMarker is present in a data directory while a restore writes
+// it; a directory that still has it after pgward exits is unusable.
+const IncompleteMarker = "pgward-restore-incomplete"
+
+// ErrUnsafeEntry is returned (wrapped) for a tar entry that would write
+// outside the target directory.
+var ErrUnsafeEntry = errors.New("unsafe tar entry")
+
+// Unpack writes the archives of backup into pgdata (and tablespaces to
+// their locations, or to tsMap[oid]). pgdata must be empty unless force.
+func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, tsMap map[string]string, force bool) error {
+	if err := prepareDir(pgdata, force); err != nil {
+		return err
+	}
+	marker := filepath.Join(pgdata, IncompleteMarker)
+	if err := os.WriteFile(marker, []byte("pgward restore of backup "+b.ID+" did not finish: do not start this cluster\n"), 0o600); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	for _, a := range b.Archives {
+		dest := pgdata
+		if a.Name != "base.tar" {
+			oid := strings.TrimSuffix(a.Name, ".tar")
+			dest = a.Tablespace
+			if m, ok := tsMap[oid]; ok {
+				dest = m
+			}
+			if dest == "" || !filepath.IsAbs(dest) {
+				return fmt.Errorf("tablespace %s has no absolute location: give --tablespace-map %s=DIR", oid, oid)
+			}
+			if err := prepareDir(dest, force); err != nil {
+				return fmt.Errorf("tablespace %s: %w", oid, err)
+			}
+		}
+		if err := unpackArchive(ctx, store, opener, a, dest); err != nil {
+			return fmt.Errorf("restore %s: %w", a.Name, err)
+		}
+		if err := syncFS(dest); err != nil {
+			return err
+		}
+	}
+	// A backup of a standby would start as one; the restore is a recovery.
+	os.Remove(filepath.Join(pgdata, "standby.signal"))
+	return nil
+}
+
+// Finish removes the incomplete marker: the data directory is whole.
+func Finish(pgdata string) error {
+	if err := os.Remove(filepath.Join(pgdata, IncompleteMarker)); err != nil {
+		return err
+	}
+	return syncFS(pgdata)
+}
+
+func prepareDir(dir string, force bool) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%s: give an absolute path", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return os.MkdirAll(dir, 0o700)
+	case err != nil:
+		return fmt.Errorf("restore into %s: %w", dir, err)
+	case len(entries) > 0 && !force:
+		return fmt.Errorf("%s is not empty: pgward restores only into an empty directory (or give --force to write over it)", dir)
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// unpackArchive streams the parts of one archive, in order, through one
+// tar reader into dest.
+func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Opener, a catalog.BackupArchive, dest string) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := func() error {
+			for _, p := range a.Parts {
+				if err := copyPart(ctx, store, opener, p, pw); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	err := extract(tar.NewReader(pr), dest)
+	pr.CloseWithError(err) // stops the reader goroutine early on error
+	if derr := <-done; err == nil {
+		err = derr
+	}
+	return err
+}
+
+func copyPart(ctx context.Context, store storage.Backend, opener *seal.Opener, p catalog.BackupPart, w io.Writer) error {
+	rc, _, err := store.Get(ctx, p.Key)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", p.Key, err)
+	}
+	defer rc.Close()
+	r, err := opener.NewReader(rc)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p.Key, err)
+	}
+	defer r.Close()
+	n, err := io.Copy(w, r)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p.Key, err)
+	}
+	if n != p.Bytes {
+		return fmt.Errorf("%s: %w: %d bytes, backup.json says %d", p.Key, seal.ErrCorrupt, n, p.Bytes)
+	}
+	return nil
+}
+
+// extract writes tar entries under dest, refusing any that would land
+// outside it: absolute names, "..", links, and paths through symlinks.
+func extract(tr *tar.Reader, dest string) error {
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		name := filepath.Clean(filepath.FromSlash(h.Name))
+		if filepath.IsAbs(h.Name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("%w: %q would be written outside %s", ErrUnsafeEntry, h.Name, dest)
+		}
+		path := filepath.Join(dest, name)
+		if err := checkNoSymlinkParents(dest, name); err != nil {
+			return err
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := writeFile(path, tr, h); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			// PostgreSQL 15 sends tablespace locations in tablespace_map,
+			// not as links; a link could point anywhere.
+			return fmt.Errorf("%w: symbolic link %q -> %q", ErrUnsafeEntry, h.Name, h.Linkname)
+		default:
+			return fmt.Errorf("%w: %q has tar type %q", ErrUnsafeEntry, h.Name, h.Typeflag)
+		}
+	}
+}
+
+// checkNoSymlinkParents refuses a path whose existing parents include a
+// symbolic link (left by --force over an old directory).
+func checkNoSymlinkParents(dest, name string) error {
+	p := dest
+	for _, part := range strings.Split(filepath.Dir(name), string(filepath.Separator)) {
+		if part == "." || part == "" {
+			continue
+		}
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w: %s goes through the symbolic link %s", ErrUnsafeEntry, name, p)
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, r io.Reader, h *tar.Header) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, os.FileMode(h.Mode)&0o600|0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// syncFS makes everything written under dir durable with one syncfs(2).
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

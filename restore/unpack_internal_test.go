@@ -1,0 +1,104 @@
+package restore
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func tarOf(t *testing.T, entries ...tar.Header) *tar.Reader {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range entries {
+		h := h
+		body := []byte("x")
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			tw.Write(body)
+		}
+	}
+	tw.Close()
+	return tar.NewReader(&buf)
+}
+
+func TestExtractRefusesEscapes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		entries []tar.Header
+	}{
+		{"dot-dot", []tar.Header{{Name: "../evil", Typeflag: tar.TypeReg, Mode: 0o600}}},
+		{"dot-dot inside", []tar.Header{{Name: "base/../../evil", Typeflag: tar.TypeReg, Mode: 0o600}}},
+		{"absolute", []tar.Header{{Name: "/tmp/evil", Typeflag: tar.TypeReg, Mode: 0o600}}},
+		{"symlink out", []tar.Header{{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}}},
+		{"hard link", []tar.Header{{Name: "a", Typeflag: tar.TypeReg, Mode: 0o600}, {Name: "b", Typeflag: tar.TypeLink, Linkname: "a"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dest := filepath.Join(parent, "pgdata")
+			os.Mkdir(dest, 0o700)
+			err := extract(tarOf(t, tc.entries...), dest)
+			if !errors.Is(err, ErrUnsafeEntry) {
+				t.Fatalf("extract = %v, want ErrUnsafeEntry", err)
+			}
+			if _, err := os.Stat(filepath.Join(parent, "evil")); !os.IsNotExist(err) {
+				t.Fatalf("a file was written outside the target: %v", err)
+			}
+		})
+	}
+}
+
+func TestExtractThroughAnExistingSymlinkIsRefused(t *testing.T) {
+	parent := t.TempDir()
+	dest := filepath.Join(parent, "pgdata")
+	outside := filepath.Join(parent, "outside")
+	os.Mkdir(dest, 0o700)
+	os.Mkdir(outside, 0o700)
+	os.Symlink(outside, filepath.Join(dest, "base")) // left over in a --force target
+	err := extract(tarOf(t, tar.Header{Name: "base/file", Typeflag: tar.TypeReg, Mode: 0o600}), dest)
+	if !errors.Is(err, ErrUnsafeEntry) {
+		t.Fatalf("extract through a symlink = %v, want ErrUnsafeEntry", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("written through the symlink: %v", entries)
+	}
+}
+
+func TestExtractWritesFilesPrivately(t *testing.T) {
+	dest := t.TempDir()
+	err := extract(tarOf(t, tar.Header{Name: "global/", Typeflag: tar.TypeDir, Mode: 0o755},
+		tar.Header{Name: "global/pg_control", Typeflag: tar.TypeReg, Mode: 0o644}), dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dest, "global", "pg_control"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pg_control mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	di, _ := os.Stat(filepath.Join(dest, "global"))
+	if di.Mode().Perm() != 0o700 {
+		t.Errorf("global mode = %v, want 0700", di.Mode().Perm())
+	}
+}
+
+func TestPrepareDirRefusesNonEmpty(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("15"), 0o600)
+	if err := prepareDir(dir, false); err == nil {
+		t.Fatal("a non-empty directory was accepted without --force")
+	}
+	if err := prepareDir(dir, true); err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+	if err := prepareDir("relative/dir", false); err == nil {
+		t.Fatal("a relative directory was accepted")
+	}
+}
