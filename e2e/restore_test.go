@@ -1,0 +1,123 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/internal/miniotest"
+)
+
+// TestRestoreToTargets restores one base backup to five targets between
+// committed batches (a time, an LSN, an xid, a restore point, latest) and
+// checks the exact rows of each; targets outside the window and malformed
+// times are refused with the directory untouched.
+func TestRestoreToTargets(t *testing.T) {
+	base := testDir(t)
+	identity, recipient := keyPair(t, base)
+	repo := "file://" + repoDir(t, base)
+	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p", "max_wal_senders = 10")
+	primary.start()
+	primary.psql("CREATE TABLE t (id int PRIMARY KEY)")
+	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
+	backupDone := make(chan struct{})
+	switched := make(chan struct{})
+	go func() {
+		// Close segments while the backup waits for its WAL.
+		defer close(switched)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-backupDone:
+				return
+			case <-tick.C:
+				primary.tryPSQL("SELECT pg_switch_wal()")
+			}
+		}
+	}()
+	must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m")
+	close(backupDone)
+	<-switched
+
+	insert := func(from, to int) {
+		primary.psql(fmt.Sprintf("INSERT INTO t SELECT generate_series(%d, %d)", from, to))
+	}
+	insert(1, 100)
+	t1 := primary.psql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+	insert(101, 200)
+	l2 := primary.psql("SELECT pg_current_wal_lsn()")
+	x3 := primary.psql("WITH ins AS (INSERT INTO t SELECT generate_series(201, 300) RETURNING 1) SELECT txid_current() FROM (SELECT count(*) FROM ins) s")
+	insert(301, 400)
+	primary.psql("SELECT pg_create_restore_point('after400')")
+	insert(401, 500)
+	primary.switchAndWaitArchived(time.Minute)
+
+	n := 0
+	restoreTo := func(want int, args ...string) {
+		t.Helper()
+		n++
+		dir := filepath.Join(base, "restore-"+strconv.Itoa(n))
+		r := run(t, base, nil, pgward, append([]string{"--repo", repo, "--identity-file", identity, "restore", "--pgdata", dir}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("restore %v: exit %d: %s", args, r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "pgward-restore-incomplete")); !os.IsNotExist(err) {
+			t.Errorf("restore %v left the incomplete marker", args)
+		}
+		c := &cluster{t: t, dir: dir, port: miniotest.FreePort(t), sock: base}
+		c.appendConf("archive_mode = off")
+		c.start()
+		c.waitPromoted(2 * time.Minute)
+		got := c.psql("SELECT count(*) || ' ' || coalesce(min(id), 0) || ' ' || coalesce(max(id), 0) FROM t")
+		if wantS := fmt.Sprintf("%d 1 %d", want, want); got != wantS {
+			t.Errorf("restore %v: rows (count min max) = %s, want %s", args, got, wantS)
+		}
+		c.stop("immediate")
+	}
+	restoreTo(100, "--to-time", t1)
+	restoreTo(200, "--to-lsn", l2)
+	restoreTo(300, "--to-xid", strings.TrimSpace(x3))
+	restoreTo(400, "--to-name", "after400")
+	restoreTo(500, "--latest")
+
+	// Refusals touch nothing.
+	untouched := filepath.Join(base, "untouched")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to-time", "2000-01-01 00:00:00+00"}, "restorable window is"},
+		{[]string{"--to-time", time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)}, "outside the restorable window"},
+		{[]string{"--to-time", "yesterday at noon"}, "RFC 3339"},
+		{[]string{"--to-lsn", "FFFF/0"}, "outside the restorable window"},
+		{[]string{"--latest", "--to-lsn", "0/1"}, "exactly one target"},
+	} {
+		r := run(t, base, nil, pgward, append([]string{"--repo", repo, "--identity-file", identity, "restore", "--pgdata", untouched}, tc.args...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("restore %v: exit %d, %q; want refused with %q", tc.args, r.code, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(untouched); !os.IsNotExist(err) {
+			t.Fatalf("restore %v created %s", tc.args, untouched)
+		}
+	}
+	// A non-empty directory is refused without --force.
+	r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", primary.dir, "--latest")
+	if r.code == 0 || !strings.Contains(r.stderr, "is not empty") {
+		t.Errorf("restore into the primary's directory: exit %d, %q; want refused", r.code, r.stderr)
+	}
+	// --dry-run prints the plan and touches nothing.
+	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", untouched, "--latest", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "plan: backup") {
+		t.Errorf("--dry-run: exit %d, %q", r.code, r.stdout)
+	}
+	if _, err := os.Stat(untouched); !os.IsNotExist(err) {
+		t.Fatalf("--dry-run created %s", untouched)
+	}
+}
