@@ -85,6 +85,19 @@ func TestRestoreToTargets(t *testing.T) {
 	restoreTo(200, "--to-lsn", l2)
 	restoreTo(300, "--to-xid", strings.TrimSpace(x3))
 	restoreTo(400, "--to-name", "after400")
+
+	// --start: pgward starts the cluster and reports where recovery stopped.
+	startDir := filepath.Join(base, "restore-start")
+	port := miniotest.FreePort(t)
+	r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", startDir, "--to-xid", strings.TrimSpace(x3), "--start", "--port", strconv.Itoa(port))
+	if r.code != 0 || !strings.Contains(r.stdout, "recovery stopping after commit of transaction "+strings.TrimSpace(x3)) {
+		t.Errorf("restore --start: exit %d, %q %q; want the stop point reported", r.code, r.stdout, r.stderr)
+	}
+	started := &cluster{t: t, dir: startDir, port: port, sock: base}
+	t.Cleanup(func() { started.stop("immediate") })
+	if got := started.psql("SELECT count(*) FROM t"); got != "300" {
+		t.Errorf("restore --start --to-xid: %s rows, want 300", got)
+	}
 	restoreTo(500, "--latest")
 
 	// Refusals touch nothing.
@@ -107,8 +120,11 @@ func TestRestoreToTargets(t *testing.T) {
 			t.Fatalf("restore %v created %s", tc.args, untouched)
 		}
 	}
+	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--show-window"); r.code != 0 || !strings.Contains(r.stdout, "timeline 1: ") {
+		t.Errorf("--show-window: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
 	// A non-empty directory is refused without --force.
-	r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", primary.dir, "--latest")
+	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", primary.dir, "--latest")
 	if r.code == 0 || !strings.Contains(r.stderr, "is not empty") {
 		t.Errorf("restore into the primary's directory: exit %d, %q; want refused", r.code, r.stderr)
 	}

@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -202,4 +203,32 @@ func onPath(tli uint32, stop wal.LSN, latest uint32, history []wal.HistoryEntry)
 		}
 	}
 	return false
+}
+
+// Window is what can be restored on one timeline: from the end of its
+// oldest backup to its newest stored WAL.
+type Window struct {
+	Timeline       uint32
+	From, To       time.Time
+	FromLSN, ToLSN wal.LSN
+}
+
+// Windows lists the restorable window of every timeline with WAL.
+func Windows(st State) []Window {
+	var out []Window
+	for _, e := range st.WAL {
+		w := Window{Timeline: e.Timeline, To: e.Stored, ToLSN: e.End}
+		for _, b := range st.Backups {
+			stop, _ := wal.ParseLSN(b.StopLSN)
+			if b.StopTimeline != e.Timeline || stop > e.End {
+				continue
+			}
+			if w.From.IsZero() || b.StopTime.Before(w.From) {
+				w.From, w.FromLSN = b.StopTime, stop
+			}
+		}
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Timeline < out[j].Timeline })
+	return out
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# pgward demo: archive a scratch PostgreSQL 15 cluster into a local,
-# encrypted pgward repository, take a base backup, restore it elsewhere with
-# restore_command = pgward wal-fetch, and show that the rows came back.
-# Everything lives in a temporary directory that is removed at the end.
+# pgward demo, with pgward alone: a scratch PostgreSQL 15 cluster streams its
+# WAL through the pgward sidecar into a local, encrypted repository; pgward
+# takes a base backup; rows are written, a time is noted, more rows are
+# written; pgward restores the cluster as it was at that time and the rows
+# are shown. Everything lives in a temporary directory removed at the end.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,9 @@ chmod 755 "$demo"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$demo"
 primary_port=$((20000 + RANDOM % 20000))
 restored_port=$((primary_port + 1))
+sidecar=
 cleanup() {
+	[ -n "$sidecar" ] && kill "$sidecar" 2>/dev/null || true
 	as_pg pg_ctl -D "$demo/restored" -m immediate stop >/dev/null 2>&1 || true
 	as_pg pg_ctl -D "$demo/primary" -m immediate stop >/dev/null 2>&1 || true
 	rm -rf "$demo"
@@ -39,70 +42,71 @@ say "Create an encryption key: the identity stays on restore hosts, the recipien
 recipient=$(as_pg "$demo/pgward" keys generate --output "$demo/key.txt")
 note "identity file: $demo/key.txt (mode $(stat -c %a "$demo/key.txt"))"
 note "recipient:     $recipient"
-
-say "Create a local repository and a scratch PostgreSQL 15 cluster that archives into it"
-repo="file://$demo/repo"
 as_pg mkdir -m 700 "$demo/repo"
+cat >"$demo/pgward.yaml" <<CONF
+repo: file://$demo/repo
+recipient: $recipient
+identity-file: $demo/key.txt
+CONF
+chmod 644 "$demo/pgward.yaml"
+pgward() { as_pg "$demo/pgward" --config "$demo/pgward.yaml" "$@"; }
+
+say "Start a scratch PostgreSQL 15 cluster"
 as_pg initdb -D "$demo/primary" -A trust -U postgres --no-sync >/dev/null
 cat >>"$demo/primary/postgresql.conf" <<CONF
 port = $primary_port
 listen_addresses = ''
 unix_socket_directories = '$demo'
 wal_level = replica
-archive_mode = on
-archive_command = '$demo/pgward --repo $repo --recipient $recipient wal-push %p'
+max_wal_senders = 5
 CONF
 as_pg pg_ctl -D "$demo/primary" -l "$demo/primary.log" -w start >/dev/null
-note "archive_command = '$demo/pgward --repo $repo --recipient age1… wal-push %p'"
+source="host=$demo port=$primary_port user=postgres"
+
+say "Start the pgward sidecar: WAL streams over a replication slot into the encrypted repository"
+pgward stream --source "$source" --spool-dir "$demo/spool" --partial-interval 1s --status-interval 1s --listen "" \
+	>"$demo/stream.log" 2>&1 &
+sidecar=$!
+note "pgward stream --source '$source' (the segment being written is stored every second)"
 
 say "Write data with pgbench"
 as_pg pgbench -h "$demo" -p "$primary_port" -U postgres -i -s 2 -q postgres 2>&1 | tail -1 | sed 's/^/   /'
 
-say "Take a base backup (pg_basebackup, until pgward has its own)"
-as_pg pg_basebackup -h "$demo" -p "$primary_port" -U postgres -D "$demo/restored" -X none -c fast 2>&1 | grep -v '^NOTICE' || true
-note "base backup in $demo/restored"
+say "Take a base backup with pgward (on a real system: on the replica)"
+pgward backup --source "$source" --checkpoint fast 2>/dev/null | sed 's/^/   /'
+pgward backup list | sed 's/^/   /'
 
-say "Keep writing after the backup: 10 seconds of pgbench transactions"
-as_pg pgbench -h "$demo" -p "$primary_port" -U postgres -c 2 -T 10 -n postgres 2>&1 | grep -E '^(number of transactions actually processed|tps)' | sed 's/^/   /'
+say "Write for 5 seconds, then note the time"
+as_pg pgbench -h "$demo" -p "$primary_port" -U postgres -c 2 -T 5 -n postgres >/dev/null 2>&1
+target=$(psql_p "$primary_port" "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US+00')")
 want_history=$(psql_p "$primary_port" "SELECT count(*) FROM pgbench_history")
 want_balance=$(psql_p "$primary_port" "SELECT sum(abalance) FROM pgbench_accounts")
-note "the primary holds $want_history pgbench_history rows, sum(abalance) = $want_balance"
+note "at $target the database holds $want_history pgbench_history rows, sum(abalance) = $want_balance"
 
-say "Close the current WAL segment and wait until pgward has archived it"
-last=$(psql_p "$primary_port" "SELECT pg_walfile_name(pg_switch_wal())")
-for _ in $(seq 1 600); do
-	archived=$(psql_p "$primary_port" "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-	[[ "$archived" > "$last" || "$archived" == "$last" ]] && break
+say "Write for 5 more seconds: the mistake we will undo"
+as_pg pgbench -h "$demo" -p "$primary_port" -U postgres -c 2 -T 5 -n postgres >/dev/null 2>&1
+note "now: $(psql_p "$primary_port" "SELECT count(*) FROM pgbench_history") rows"
+
+say "Wait until the sidecar has stored the newest WAL, then lose the server"
+end=$(psql_p "$primary_port" "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 300); do
+	[ "$(psql_p "$primary_port" "SELECT coalesce(bool_or(flush_lsn >= '$end'), false) FROM pg_stat_replication WHERE application_name = 'pgward'")" = t ] && break
 	sleep 0.1
 done
-note "last archived segment: $archived"
-segments=$(find "$demo/repo" -regextype posix-extended -regex '.*/[0-9A-F]{24}\.zst\.age' | wc -l)
-note "repository: $segments sealed segments ($((segments * 16)) MiB of WAL) take $(du -sh "$demo/repo" | cut -f1)"
-as_pg pg_ctl -D "$demo/primary" -m fast -w stop >/dev/null
-note "primary stopped: from here on, only the repository has the data"
+note "stored up to $end"
+as_pg pg_ctl -D "$demo/primary" -m immediate stop >/dev/null
+kill "$sidecar"; wait "$sidecar" 2>/dev/null || true; sidecar=
+note "primary and sidecar stopped: from here on, only the repository has the data"
 
-say "Restore: recover the base backup with restore_command = pgward wal-fetch"
-touch "$demo/restored/recovery.signal"
-[ "$(id -u)" -eq 0 ] && chown postgres: "$demo/restored/recovery.signal"
-cat >>"$demo/restored/postgresql.conf" <<CONF
-port = $restored_port
-archive_mode = off
-restore_command = '$demo/pgward --repo $repo --identity-file $demo/key.txt wal-fetch %f %p'
-recovery_target_action = promote
-CONF
-as_pg pg_ctl -D "$demo/restored" -l "$demo/restored.log" -w -t 300 start >/dev/null
-for _ in $(seq 1 3000); do
-	[ "$(psql_p "$restored_port" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && break
-	sleep 0.1
-done
-note "$(grep -c 'restored log file' "$demo/restored.log") WAL files replayed from the repository"
+say "Restore the cluster as it was at $target"
+pgward restore --pgdata "$demo/restored" --to-time "$target" --start --port "$restored_port" 2>/dev/null | sed 's/^/   /'
 
-say "Check that the rows came back"
+say "Check that the rows are as they were at $target"
 got_history=$(psql_p "$restored_port" "SELECT count(*) FROM pgbench_history")
 got_balance=$(psql_p "$restored_port" "SELECT sum(abalance) FROM pgbench_accounts")
 note "restored: $got_history pgbench_history rows, sum(abalance) = $got_balance"
 if [ "$got_history" = "$want_history" ] && [ "$got_balance" = "$want_balance" ]; then
-	printf '\n\033[1;32mOK: every committed transaction came back from the encrypted repository.\033[0m\n'
+	printf '\n\033[1;32mOK: the database came back exactly as it was at %s.\033[0m\n' "$target"
 else
 	printf '\n\033[1;31mFAILED: expected %s rows / %s, got %s / %s\033[0m\n' "$want_history" "$want_balance" "$got_history" "$got_balance"
 	exit 1

@@ -42,6 +42,10 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore tablespace `OID=DIR` elsewhere than its recorded location"},
 			&cli.BoolFlag{Name: "force", Usage: "restore into a non-empty directory, writing over it"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
+			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
+			&cli.BoolFlag{Name: "start", Usage: "start the restored cluster (as postgres when root), wait until recovery reaches the target, and report where it stopped"},
+			&cli.IntFlag{Name: "port", Usage: "with --start: the `PORT` the restored cluster listens on (default: the backup's)"},
+			&cli.DurationFlag{Name: "start-timeout", Value: time.Hour, Usage: "with --start: give up after `DURATION`"},
 		},
 		Action: runRestore,
 	}
@@ -85,6 +89,9 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 func runRestore(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("restore takes no arguments, got %q", c.Args().First())
+	}
+	if c.Bool("show-window") {
+		return showWindow(c)
 	}
 	target, err := restoreTarget(c)
 	if err != nil {
@@ -140,8 +147,31 @@ func runRestore(c *cli.Context) error {
 	if err := restore.Finish(pgdata); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "restored backup %s into %s; start PostgreSQL to recover to %s\n", plan.Backup.ID, pgdata, plan.Target)
+	if !c.Bool("start") {
+		fmt.Fprintf(c.App.Writer, "restored backup %s into %s; start PostgreSQL to recover to %s\n", plan.Backup.ID, pgdata, plan.Target)
+		return nil
+	}
+	if port := c.Int("port"); port > 0 {
+		if err := appendConf(pgdata, fmt.Sprintf("port = %d", port)); err != nil {
+			return err
+		}
+	}
+	started, err := restore.Start(c.Context, pgdata, c.Duration("start-timeout"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "recovered backup %s to %s in %s: %s\n", plan.Backup.ID, plan.Target, started.Duration.Round(time.Second), started.Reached)
 	return nil
+}
+
+func appendConf(pgdata, line string) error {
+	f, err := os.OpenFile(filepath.Join(pgdata, "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(line + "\n")
+	return err
 }
 
 // restoreCommandFor writes the repository settings restore_command needs
@@ -179,4 +209,26 @@ func restoreCommandFor(c *cli.Context, pgdata string) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%s --config %s wal-fetch %%f %%p", exe, path), nil
+}
+
+// showWindow prints, per timeline, the oldest backup's end and the newest
+// stored WAL: what restore can reach.
+func showWindow(c *cli.Context) error {
+	a, _, err := archiveFor(c, false, true)
+	if err != nil {
+		return err
+	}
+	st, err := restore.LoadState(c.Context, a)
+	if err != nil {
+		return err
+	}
+	for _, w := range restore.Windows(st) {
+		if w.From.IsZero() {
+			fmt.Fprintf(c.App.Writer, "timeline %d: WAL up to %s (stored %s); no base backup on it\n", w.Timeline, w.ToLSN, w.To.UTC().Format(time.RFC3339))
+			continue
+		}
+		fmt.Fprintf(c.App.Writer, "timeline %d: %s to %s (LSN %s to %s)\n", w.Timeline,
+			w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), w.FromLSN, w.ToLSN)
+	}
+	return nil
 }
