@@ -24,8 +24,8 @@ type Started struct {
 }
 
 var (
-	stopLine  = regexp.MustCompile(`recovery stopping [^\n]*`)
-	redoLine  = regexp.MustCompile(`redo done at [^\n]*`)
+	stopLine = regexp.MustCompile(`recovery stopping [^\n]*`)
+	redoLine = regexp.MustCompile(`redo done at [^\n]*`)
 	// Not "ready to accept read-only connections": that comes at
 	// consistency, before the target.
 	readyLine = regexp.MustCompile(`database system is ready to accept connections|recovery has paused|database system is shut down`)
