@@ -71,6 +71,10 @@ func TestRestoreToTargets(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "pgward-restore-incomplete")); !os.IsNotExist(err) {
 			t.Errorf("restore %v left the incomplete marker", args)
 		}
+		// The WAL replay starts with was fetched while the backup unpacked.
+		if spooled, _ := filepath.Glob(filepath.Join(dir, "pg_wal", ".pgward-prefetch", "0000000*")); len(spooled) == 0 {
+			t.Errorf("restore %v prefetched no WAL into the spool", args)
+		}
 		c := &cluster{t: t, dir: dir, port: miniotest.FreePort(t), sock: base}
 		c.appendConf("archive_mode = off")
 		c.start()

@@ -26,15 +26,25 @@ const IncompleteMarker = "pgward-restore-incomplete"
 // outside the target directory.
 var ErrUnsafeEntry = errors.New("unsafe tar entry")
 
-// Unpack writes the archives of backup into pgdata (and tablespaces to
-// their locations, or to tsMap[oid]). pgdata must be empty unless force.
-func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, tsMap map[string]string, force bool) error {
+// Prepare checks that pgdata may be restored into (absolute; empty unless
+// force), creates it with mode 0700 and marks it incomplete.
+func Prepare(pgdata, backupID string, force bool) error {
 	if err := prepareDir(pgdata, force); err != nil {
 		return err
 	}
 	marker := filepath.Join(pgdata, IncompleteMarker)
-	if err := os.WriteFile(marker, []byte("pgward restore of backup "+b.ID+" did not finish: do not start this cluster\n"), 0o600); err != nil {
+	if err := os.WriteFile(marker, []byte("pgward restore of backup "+backupID+" did not finish: do not start this cluster\n"), 0o600); err != nil {
 		return fmt.Errorf("restore: %w", err)
+	}
+	return nil
+}
+
+// Unpack writes the archives of backup into pgdata, which Prepare made
+// ready (and tablespaces to their locations, or to tsMap[oid]).
+func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, tsMap map[string]string, force bool) error {
+	marker := filepath.Join(pgdata, IncompleteMarker)
+	if _, err := os.Stat(marker); err != nil {
+		return fmt.Errorf("restore: %s is not prepared: %w", pgdata, err)
 	}
 	for _, a := range b.Archives {
 		dest := pgdata

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/restore"
 	"github.com/pgward/pgward/wal"
 )
@@ -43,6 +46,7 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.BoolFlag{Name: "force", Usage: "restore into a non-empty directory, writing over it"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
+			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch * 2, Usage: "fetch the first `N` WAL segments replay needs while the backup downloads (0: off)"},
 			&cli.BoolFlag{Name: "start", Usage: "start the restored cluster (as postgres when root), wait until recovery reaches the target, and report where it stopped"},
 			&cli.IntFlag{Name: "port", Usage: "with --start: the `PORT` the restored cluster listens on (default: the backup's)"},
 			&cli.DurationFlag{Name: "start-timeout", Value: time.Hour, Usage: "with --start: give up after `DURATION`"},
@@ -134,7 +138,27 @@ func runRestore(c *cli.Context) error {
 		return nil
 	}
 	log.Info("restore started", "backup_id", plan.Backup.ID, "pgdata", pgdata)
-	if err := restore.Unpack(c.Context, a.Store, a.Opener, plan.Backup, pgdata, tsMap, c.Bool("force")); err != nil {
+	if err := restore.Prepare(pgdata, plan.Backup.ID, c.Bool("force")); err != nil {
+		return err
+	}
+	// Fetch the first WAL replay needs into wal-fetch's spool while the
+	// backup downloads, so recovery does not start with round trips.
+	prefetchCtx, stopPrefetch := context.WithCancel(c.Context)
+	var prefetch sync.WaitGroup
+	if n := c.Int("prefetch"); n > 0 {
+		prefetch.Go(func() {
+			if err := prefetchWAL(prefetchCtx, a, settingsFrom(c), plan, pgdata, n); err != nil {
+				log.Warn("early WAL prefetch stopped", "err", err)
+			}
+		})
+	}
+	err = restore.Unpack(c.Context, a.Store, a.Opener, plan.Backup, pgdata, tsMap, c.Bool("force"))
+	if err != nil {
+		stopPrefetch()
+	}
+	prefetch.Wait()
+	stopPrefetch()
+	if err != nil {
 		return fmt.Errorf("%w (the directory is unusable: %s marks it)", err, restore.IncompleteMarker)
 	}
 	cmd, err := restoreCommandFor(c, pgdata)
@@ -231,4 +255,26 @@ func showWindow(c *cli.Context) error {
 			w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), w.FromLSN, w.ToLSN)
 	}
 	return nil
+}
+
+// prefetchWAL fills wal-fetch's spool in pgdata with the segments that
+// follow the backup's start, as wal-fetch's own prefetcher would.
+func prefetchWAL(ctx context.Context, a *archive.Archive, s settings, plan restore.Plan, pgdata string, count int) error {
+	info, err := a.ClusterInfo(ctx)
+	if err != nil {
+		return err
+	}
+	spool := archive.Spool{Dir: filepath.Join(pgdata, "pg_wal", ".pgward-prefetch")}
+	if err := spool.Claim(s.Cluster + " " + s.Repo); err != nil { // the origin wal-fetch will check
+		return err
+	}
+	first := wal.SegmentNo(plan.WALFrom, info.WALSegmentSize)
+	if first == 0 {
+		return nil
+	}
+	// The prefetcher fetches the segments after the one "wanted".
+	if err := spool.Want(wal.SegmentName(plan.Backup.StartTimeline, first-1, info.WALSegmentSize)); err != nil {
+		return err
+	}
+	return a.Prefetch(ctx, spool, count, info.WALSegmentSize)
 }
