@@ -109,7 +109,10 @@ type ledger struct {
 	unknown   map[int]bool // the commit's outcome was lost with the connection
 }
 
-type entry struct{ before, after wal.LSN }
+type entry struct {
+	before, after   wal.LSN
+	tBefore, tAfter time.Time // client clock around the transaction
+}
 
 func (l *ledger) run(ctx context.Context, t *testing.T, connString string) {
 	next := 1
@@ -122,6 +125,7 @@ func (l *ledger) run(ctx context.Context, t *testing.T, connString string) {
 			continue
 		}
 		for ctx.Err() == nil {
+			tBefore := time.Now()
 			before, err := queryLSN(ctx, conn)
 			if err != nil {
 				break
@@ -134,13 +138,13 @@ func (l *ledger) run(ctx context.Context, t *testing.T, connString string) {
 				next++
 				break
 			}
+			tAfter := time.Now()
 			after, err := queryLSN(ctx, conn)
 			l.mu.Lock()
 			if err != nil {
-				l.committed[next] = entry{before, wal.LSN(1<<63 - 1)} // committed; position unknown
-			} else {
-				l.committed[next] = entry{before, after}
+				after = wal.LSN(1<<63 - 1) // committed; position unknown
 			}
+			l.committed[next] = entry{before, after, tBefore, tAfter}
 			l.mu.Unlock()
 			next++
 			if err != nil {
@@ -199,6 +203,10 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 		return err == nil && v > 0, err
 	})
 
+	// A pgward backup of the replica, for the point-in-time restores.
+	must(t, base, srv.Env(), pgward, "--config", pushCfg, "backup", "--source", fmt.Sprintf("host=%s port=%d user=postgres", base, replica.port),
+		"--checkpoint", "fast", "--wal-timeout", "2m")
+
 	// The base backup for the restores, taken once the stream runs.
 	restoreBase := filepath.Join(base, "backup")
 	must(t, base, nil, filepath.Join(pgBinDir, "pg_basebackup"), append(primary.connArgs(), "-D", restoreBase, "-X", "none", "-c", "fast")...)
@@ -233,6 +241,9 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	srv.Restart(t)
 	sc.waitStored(currentLSN(t, primary), 2*time.Minute)
 
+	tBefore := time.Now()
+	load(2, primary)
+
 	// Failover: the old primary stops (fast: its last WAL reaches the
 	// replica), the replica is promoted.
 	primary.stop("fast")
@@ -243,6 +254,7 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	})
 	load(4, replica)
 	midTarget := currentLSN(t, replica)
+	tAfter := time.Now()
 	load(3, replica)
 	stopWriter()
 	writer.Wait()
@@ -303,6 +315,41 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	log, _ := os.ReadFile(mid.logFile())
 	if !strings.Contains(string(log), `restored log file "00000002.history"`) {
 		t.Errorf("the restore did not follow timeline 2:\n%s", tail(string(log), 20))
+	}
+	mid.stop("immediate")
+
+	// pgward restore --to-time, before and after the failover: rows
+	// committed before the time are there, rows begun after it are not.
+	for i, target := range []time.Time{tBefore, tAfter} {
+		dir := filepath.Join(base, fmt.Sprintf("pitr-%d", i))
+		port := miniotest.FreePort(t)
+		r := run(t, base, srv.Env(), pgward, "--config", fetchCfg, "restore", "--pgdata", dir,
+			"--to-time", target.UTC().Format(time.RFC3339Nano), "--start", "--port", strconv.Itoa(port), "--start-timeout", "3m")
+		if r.code != 0 {
+			t.Fatalf("pgward restore --to-time %s: exit %d: %s%s", target.UTC().Format(time.RFC3339Nano), r.code, r.stdout, r.stderr)
+		}
+		c := &cluster{t: t, dir: dir, port: port, sock: base}
+		t.Cleanup(func() { c.stop("immediate") })
+		got := ledgerIDs(t, c)
+		present, absent := 0, 0
+		for id, e := range committed {
+			switch {
+			case e.tAfter.Before(target):
+				present++
+				if !got[id] {
+					t.Errorf("restore to %s: ledger row %d (committed by %s) is missing", target.Format(time.RFC3339Nano), id, e.tAfter.Format(time.RFC3339Nano))
+				}
+			case e.tBefore.After(target):
+				absent++
+				if got[id] {
+					t.Errorf("restore to %s: ledger row %d (begun %s) is present", target.Format(time.RFC3339Nano), id, e.tBefore.Format(time.RFC3339Nano))
+				}
+			}
+		}
+		if present == 0 || absent == 0 {
+			t.Errorf("restore to %s splits nothing: %d rows before, %d after", target.Format(time.RFC3339Nano), present, absent)
+		}
+		c.stop("immediate")
 	}
 }
 

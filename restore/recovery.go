@@ -24,6 +24,9 @@ type Recovery struct {
 	Target         Target
 	// Action is promote, pause or shutdown.
 	Action string
+	// KeepArchiving leaves archive_mode as the backup had it; by default
+	// the restored copy does not archive.
+	KeepArchiving bool
 }
 
 // WriteRecovery appends the recovery settings to postgresql.auto.conf and
@@ -35,6 +38,11 @@ func WriteRecovery(pgdata string, r Recovery) error {
 		"# Added by pgward restore: recovery to " + r.Target.String(),
 		"restore_command = " + quote(r.RestoreCommand),
 		"recovery_target_timeline = 'latest'",
+	}
+	if !r.KeepArchiving {
+		// A restored copy must not archive into the repository it came
+		// from: its new timeline would become the one restores follow.
+		lines = append(lines, "archive_mode = 'off'")
 	}
 	switch r.Target.Kind {
 	case Time:
@@ -89,7 +97,6 @@ func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
 		return st, fmt.Errorf("repository cluster %q: %w", a.Layout.Cluster, err)
 	}
 	ends := map[uint32]*WALEnd{}
-	var newestHistory uint32
 	prefix := a.Layout.WALPrefix()
 	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		name := strings.TrimPrefix(oi.Key, prefix)
@@ -102,9 +109,6 @@ func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
 		}
 		var end wal.LSN
 		switch f.Kind {
-		case wal.KindHistory:
-			newestHistory = max(newestHistory, f.Timeline)
-			return nil
 		case wal.KindSegment:
 			no, err := f.SegmentNo(info.WALSegmentSize)
 			if err != nil {
@@ -140,8 +144,13 @@ func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
 	if err != nil {
 		return st, fmt.Errorf("list WAL: %w", err)
 	}
+	// Recovery follows the newest timeline with WAL: a history file alone
+	// (a restored copy that promoted and archived nothing else) does not
+	// lead anywhere.
+	var newestHistory uint32
 	for _, e := range ends {
 		st.WAL = append(st.WAL, *e)
+		newestHistory = max(newestHistory, e.Timeline)
 	}
 	if newestHistory > 1 {
 		dir, err := os.MkdirTemp("", "pgward-history-")

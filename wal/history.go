@@ -18,7 +18,7 @@ type HistoryEntry struct {
 
 // ParseHistory parses a timeline history file (TTTTTTTT.history). Entries
 // come in file order, oldest first; each parent must be greater than the
-// one before and switch points must not go backwards.
+// one before.
 func ParseHistory(r io.Reader) ([]HistoryEntry, error) {
 	var out []HistoryEntry
 	sc := bufio.NewScanner(r)
@@ -47,8 +47,11 @@ func ParseHistory(r io.Reader) ([]HistoryEntry, error) {
 		if len(fields) == 3 {
 			e.Reason = strings.TrimSpace(fields[2])
 		}
-		if n := len(out); n > 0 && (e.Parent <= out[n-1].Parent || e.SwitchPoint < out[n-1].SwitchPoint) {
-			return nil, fmt.Errorf("history line %d: timeline %d at %s does not follow timeline %d at %s", line, e.Parent, e.SwitchPoint, out[n-1].Parent, out[n-1].SwitchPoint)
+		// PostgreSQL does not order switch points: a timeline that left its
+		// parent before the parent's own switch (a recovery stopped early)
+		// has a smaller one. Only timelines must grow.
+		if n := len(out); n > 0 && e.Parent <= out[n-1].Parent {
+			return nil, fmt.Errorf("history line %d: timeline %d does not follow timeline %d", line, e.Parent, out[n-1].Parent)
 		}
 		out = append(out, e)
 	}

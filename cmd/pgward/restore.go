@@ -46,6 +46,7 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.BoolFlag{Name: "force", Usage: "restore into a non-empty directory, writing over it"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
+			&cli.BoolFlag{Name: "keep-archiving", Usage: "keep the backup's archive_mode (by default the restored copy does not archive: a copy archiving into the repository it came from would change which timeline restores follow)"},
 			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch * 2, Usage: "fetch the first `N` WAL segments replay needs while the backup downloads (0: off)"},
 			&cli.BoolFlag{Name: "start", Usage: "start the restored cluster (as postgres when root), wait until recovery reaches the target, and report where it stopped"},
 			&cli.IntFlag{Name: "port", Usage: "with --start: the `PORT` the restored cluster listens on (default: the backup's)"},
@@ -165,7 +166,7 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := restore.WriteRecovery(pgdata, restore.Recovery{RestoreCommand: cmd, Target: target, Action: action}); err != nil {
+	if err := restore.WriteRecovery(pgdata, restore.Recovery{RestoreCommand: cmd, Target: target, Action: action, KeepArchiving: c.Bool("keep-archiving")}); err != nil {
 		return err
 	}
 	if err := restore.Finish(pgdata); err != nil {
