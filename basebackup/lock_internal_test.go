@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +16,10 @@ func TestLock(t *testing.T) {
 	store := memory.New()
 	layout := catalog.Layout{Cluster: "c"}
 	log := slog.New(slog.DiscardHandler)
-	clock := time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC)
-	now := func() time.Time { return clock }
+	// The renewing goroutines read the clock: keep it atomic.
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
 
 	a, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
 	if err != nil {
@@ -28,7 +31,7 @@ func TestLock(t *testing.T) {
 
 	// The first holder stalls past its lease: the next one breaks it, and
 	// the stalled holder's release leaves the new lock alone.
-	clock = clock.Add(2 * time.Hour)
+	clock.Add(int64(2 * time.Hour))
 	b, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
 	if err != nil {
 		t.Fatalf("lock after the lease expired: %v", err)
