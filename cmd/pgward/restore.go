@@ -47,7 +47,7 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
 			&cli.BoolFlag{Name: "keep-archiving", Usage: "keep the backup's archive_mode (by default the restored copy does not archive: a copy archiving into the repository it came from would change which timeline restores follow)"},
-			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch * 2, Usage: "fetch the first `N` WAL segments replay needs while the backup downloads (0: off)"},
+			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch * 2, Usage: "fetch the first `N` WAL segments replay needs while the backup downloads, and let restore_command prefetch (0: off)"},
 			&cli.BoolFlag{Name: "start", Usage: "start the restored cluster (as postgres when root), wait until recovery reaches the target, and report where it stopped"},
 			&cli.IntFlag{Name: "port", Usage: "with --start: the `PORT` the restored cluster listens on (default: the backup's)"},
 			&cli.DurationFlag{Name: "start-timeout", Value: time.Hour, Usage: "with --start: give up after `DURATION`"},
@@ -162,7 +162,7 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w (the directory is unusable: %s marks it)", err, restore.IncompleteMarker)
 	}
-	cmd, err := restoreCommandFor(c, pgdata)
+	cmd, err := restoreCommandFor(c, pgdata, c.Int("prefetch"))
 	if err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func appendConf(pgdata, line string) error {
 // restoreCommandFor writes the repository settings restore_command needs
 // into a config file beside the data directory (no secrets: S3 keys stay
 // in the server's environment) and returns the command.
-func restoreCommandFor(c *cli.Context, pgdata string) (string, error) {
+func restoreCommandFor(c *cli.Context, pgdata string, prefetch int) (string, error) {
 	s := settingsFrom(c)
 	exe, err := os.Executable()
 	if err != nil {
@@ -232,6 +232,9 @@ func restoreCommandFor(c *cli.Context, pgdata string) (string, error) {
 	path := filepath.Join(pgdata, "pgward-restore.yaml")
 	if err := os.WriteFile(path, append([]byte("# written by pgward restore for restore_command\n"), b...), 0o600); err != nil {
 		return "", err
+	}
+	if prefetch == 0 {
+		return fmt.Sprintf("%s --config %s wal-fetch --prefetch 0 %%f %%p", exe, path), nil
 	}
 	return fmt.Sprintf("%s --config %s wal-fetch %%f %%p", exe, path), nil
 }
