@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -41,7 +42,11 @@ func Prepare(pgdata, backupID string, force bool) error {
 
 // Unpack writes the archives of backup into pgdata, which Prepare made
 // ready (and tablespaces to their locations, or to tsMap[oid]).
-func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, tsMap map[string]string, force bool) error {
+//
+// jobs > 1 downloads that many parts ahead into temporary files beside
+// the data, while the current one is unsealed and unpacked: the network
+// and the CPU then work at the same time.
+func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, tsMap map[string]string, force bool, jobs int) error {
 	marker := filepath.Join(pgdata, IncompleteMarker)
 	if _, err := os.Stat(marker); err != nil {
 		return fmt.Errorf("restore: %s is not prepared: %w", pgdata, err)
@@ -61,7 +66,7 @@ func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b c
 				return fmt.Errorf("tablespace %s: %w", oid, err)
 			}
 		}
-		if err := unpackArchive(ctx, store, opener, a, dest); err != nil {
+		if err := unpackArchive(ctx, store, opener, a, dest, pgdata, jobs); err != nil {
 			return fmt.Errorf("restore %s: %w", a.Name, err)
 		}
 		if err := syncFS(dest); err != nil {
@@ -99,13 +104,21 @@ func prepareDir(dir string, force bool) error {
 
 // unpackArchive streams the parts of one archive, in order, through one
 // tar reader into dest.
-func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Opener, a catalog.BackupArchive, dest string) error {
+func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Opener, a catalog.BackupArchive, dest, pgdata string, jobs int) error {
+	fetch := newPartFetcher(ctx, store, a.Parts, filepath.Join(pgdata, ".pgward-parts"), jobs)
+	defer fetch.close()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
 		err := func() error {
-			for _, p := range a.Parts {
-				if err := copyPart(ctx, store, opener, p, pw); err != nil {
+			for i, p := range a.Parts {
+				rc, err := fetch.open(i)
+				if err != nil {
+					return err
+				}
+				err = copyPart(opener, p, rc, pw)
+				rc.Close()
+				if err != nil {
 					return err
 				}
 			}
@@ -122,13 +135,103 @@ func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Open
 	return err
 }
 
-func copyPart(ctx context.Context, store storage.Backend, opener *seal.Opener, p catalog.BackupPart, w io.Writer) error {
-	rc, _, err := store.Get(ctx, p.Key)
+// partFetcher downloads parts ahead of their use into temporary files.
+type partFetcher struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	store  storage.Backend
+	parts  []catalog.BackupPart
+	dir    string
+	ahead  bool
+	ready  []chan error
+	sem    chan struct{}
+	wg     sync.WaitGroup
+}
+
+func newPartFetcher(ctx context.Context, store storage.Backend, parts []catalog.BackupPart, dir string, jobs int) *partFetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &partFetcher{ctx: ctx, cancel: cancel, store: store, parts: parts, dir: dir, ahead: jobs > 1}
+	if !f.ahead {
+		return f
+	}
+	f.sem = make(chan struct{}, jobs-1)
+	f.ready = make([]chan error, len(parts))
+	for i := range parts {
+		f.ready[i] = make(chan error, 1)
+	}
+	f.wg.Go(func() {
+		for i := range parts {
+			select {
+			case f.sem <- struct{}{}: // released when part i has been used
+			case <-ctx.Done():
+				return
+			}
+			f.wg.Go(func() { f.ready[i] <- f.download(i) })
+		}
+	})
+	return f
+}
+
+func (f *partFetcher) path(i int) string { return filepath.Join(f.dir, fmt.Sprintf("part-%06d", i)) }
+
+func (f *partFetcher) download(i int) error {
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return err
+	}
+	rc, _, err := f.store.Get(f.ctx, f.parts[i].Key)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", p.Key, err)
+		return fmt.Errorf("fetch %s: %w", f.parts[i].Key, err)
 	}
 	defer rc.Close()
-	r, err := opener.NewReader(rc)
+	out, err := os.OpenFile(f.path(i), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, rc); err != nil {
+		out.Close()
+		return fmt.Errorf("fetch %s: %w", f.parts[i].Key, err)
+	}
+	return out.Close()
+}
+
+// open returns part i's sealed bytes: downloaded ahead, or straight from
+// the repository.
+func (f *partFetcher) open(i int) (io.ReadCloser, error) {
+	if !f.ahead {
+		rc, _, err := f.store.Get(f.ctx, f.parts[i].Key)
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", f.parts[i].Key, err)
+		}
+		return rc, nil
+	}
+	select {
+	case err := <-f.ready[i]:
+		if err != nil {
+			return nil, err
+		}
+	case <-f.ctx.Done():
+		return nil, f.ctx.Err()
+	}
+	file, err := os.Open(f.path(i))
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.path(i)) // the open file stays readable; nothing is left behind
+	<-f.sem
+	return file, nil
+}
+
+// close stops and waits for the downloads and removes what they left.
+func (f *partFetcher) close() {
+	f.cancel()
+	if f.ahead {
+		f.wg.Wait()
+		os.RemoveAll(f.dir)
+	}
+}
+
+func copyPart(opener *seal.Opener, p catalog.BackupPart, sealed io.Reader, w io.Writer) error {
+	r, err := opener.NewReader(sealed)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", p.Key, err)
 	}

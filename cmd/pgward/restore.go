@@ -46,6 +46,7 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.BoolFlag{Name: "force", Usage: "restore into a non-empty directory, writing over it"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
+			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "download up to `N` backup parts at once (1: stream each part as it is unpacked)"},
 			&cli.BoolFlag{Name: "keep-archiving", Usage: "keep the backup's archive_mode (by default the restored copy does not archive: a copy archiving into the repository it came from would change which timeline restores follow)"},
 			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch * 2, Usage: "fetch the first `N` WAL segments replay needs while the backup downloads, and let restore_command prefetch (0: off)"},
 			&cli.BoolFlag{Name: "start", Usage: "start the restored cluster (as postgres when root), wait until recovery reaches the target, and report where it stopped"},
@@ -106,6 +107,9 @@ func runRestore(c *cli.Context) error {
 	if action != "promote" && action != "pause" && action != "shutdown" {
 		return fmt.Errorf("--target-action %q: want promote, pause or shutdown", action)
 	}
+	if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
+		return fmt.Errorf("--jobs %d: want 1 to 64", c.Int("jobs"))
+	}
 	pgdata := c.String("pgdata")
 	if pgdata == "" || !filepath.IsAbs(pgdata) {
 		return fmt.Errorf("--pgdata %q: give the absolute path of the directory to restore into", pgdata)
@@ -153,7 +157,7 @@ func runRestore(c *cli.Context) error {
 			}
 		})
 	}
-	err = restore.Unpack(c.Context, a.Store, a.Opener, plan.Backup, pgdata, tsMap, c.Bool("force"))
+	err = restore.Unpack(c.Context, a.Store, a.Opener, plan.Backup, pgdata, tsMap, c.Bool("force"), c.Int("jobs"))
 	if err != nil {
 		stopPrefetch()
 	}

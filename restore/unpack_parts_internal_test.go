@@ -1,0 +1,90 @@
+package restore
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage/memory"
+)
+
+// storedBackup writes a tar of files into parts of partSize and returns
+// the backup.json that lists them.
+func storedBackup(t *testing.T, store *memory.Backend, files map[string]string, partSize int) catalog.BackupInfo {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range files {
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(body))})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	sealer := seal.NewSealer(nil, seal.LevelFastest, 1)
+	a := catalog.BackupArchive{Name: "base.tar"}
+	data := buf.Bytes()
+	for i := 0; len(data) > 0; i++ {
+		n := min(partSize, len(data))
+		var sealed bytes.Buffer
+		if err := sealer.SealBytes(&sealed, data[:n]); err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("c/basebackups/B/base.tar.%04d.zst", i)
+		store.Put(t.Context(), key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), nil)
+		a.Parts = append(a.Parts, catalog.BackupPart{Key: key, Bytes: int64(n)})
+		data = data[n:]
+	}
+	return catalog.BackupInfo{ID: "B", Archives: []catalog.BackupArchive{a}}
+}
+
+func TestUnpackParts(t *testing.T) {
+	files := map[string]string{"PG_VERSION": "15\n", "base/1/1259": strings.Repeat("relation", 5000), "global/pg_control": strings.Repeat("c", 8192)}
+	for _, jobs := range []int{1, 3} {
+		t.Run(fmt.Sprintf("jobs %d", jobs), func(t *testing.T) {
+			store := memory.New()
+			b := storedBackup(t, store, files, 7000)
+			if len(b.Archives[0].Parts) < 4 {
+				t.Fatalf("only %d parts", len(b.Archives[0].Parts))
+			}
+			dir := filepath.Join(t.TempDir(), "pgdata")
+			if err := Prepare(dir, b.ID, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, false, jobs); err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range files {
+				got, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil || string(got) != want {
+					t.Errorf("%s: %d bytes, %v; want %d bytes", name, len(got), err, len(want))
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, ".pgward-parts")); !os.IsNotExist(err) {
+				t.Errorf("downloaded parts were left behind: %v", err)
+			}
+		})
+	}
+}
+
+// A missing part fails the restore without hanging, whatever the jobs,
+// and leaves the incomplete marker.
+func TestUnpackMissingPart(t *testing.T) {
+	for _, jobs := range []int{1, 4} {
+		store := memory.New()
+		b := storedBackup(t, store, map[string]string{"a": strings.Repeat("x", 30000)}, 5000)
+		store.Delete(t.Context(), b.Archives[0].Parts[2].Key)
+		dir := filepath.Join(t.TempDir(), "pgdata")
+		Prepare(dir, b.ID, false)
+		if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, false, jobs); err == nil {
+			t.Fatalf("jobs %d: a restore with a missing part succeeded", jobs)
+		}
+		if _, err := os.Stat(filepath.Join(dir, IncompleteMarker)); err != nil {
+			t.Errorf("jobs %d: the incomplete marker is gone after a failed restore: %v", jobs, err)
+		}
+	}
+}
