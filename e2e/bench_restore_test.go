@@ -100,7 +100,7 @@ pg1-user=postgres
 	dir := filepath.Join(base, "pgbackrest-restore")
 	port := miniotest.FreePort(t)
 	begun := time.Now()
-	must(t, base, nil, "pgbackrest", "--config="+pgbr, "--stanza=bench", "--pg1-path="+dir, "--type=default", "--target-action=promote", "restore")
+	must(t, base, nil, "pgbackrest", "--config="+pgbr, "--stanza=bench", "--pg1-path="+dir, "--type=default", "restore")
 	c := &cluster{t: t, dir: dir, port: port, sock: base}
 	c.appendConf("archive_mode = off")
 	c.start()

@@ -141,3 +141,56 @@ func TestRestoreToTargets(t *testing.T) {
 		t.Fatalf("--dry-run created %s", untouched)
 	}
 }
+
+// A tablespace is restored where --tablespace-map says, and the restored
+// cluster uses it there.
+func TestRestoreTablespace(t *testing.T) {
+	base := testDir(t)
+	identity, recipient := keyPair(t, base)
+	repo := "file://" + repoDir(t, base)
+	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p", "max_wal_senders = 10")
+	primary.start()
+	tsDir := filepath.Join(base, "ts-primary")
+	os.Mkdir(tsDir, 0o700)
+	own(t, tsDir)
+	primary.psql("CREATE TABLESPACE ts LOCATION '" + tsDir + "'")
+	primary.psql("CREATE TABLE tt (x int) TABLESPACE ts")
+	primary.psql("INSERT INTO tt SELECT generate_series(1, 1234)")
+	oid := primary.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'")
+	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
+	backupDone := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-backupDone:
+				return
+			case <-tick.C:
+				primary.tryPSQL("SELECT pg_switch_wal()")
+			}
+		}
+	}()
+	r := run(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m", "--json")
+	close(backupDone)
+	if r.code != 0 || !strings.Contains(r.stdout, `"name": "`+oid+`.tar"`) && !strings.Contains(r.stdout, `"name":"`+oid+`.tar"`) {
+		t.Fatalf("backup: exit %d, %s %s; want an archive %s.tar", r.code, r.stdout, r.stderr, oid)
+	}
+	primary.switchAndWaitArchived(time.Minute)
+
+	dir, tsNew := filepath.Join(base, "restored"), filepath.Join(base, "ts-restored")
+	port := miniotest.FreePort(t)
+	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", dir, "--latest",
+		"--tablespace-map", oid+"="+tsNew, "--start", "--port", strconv.Itoa(port))
+	if r.code != 0 {
+		t.Fatalf("restore with a tablespace map: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	c := &cluster{t: t, dir: dir, port: port, sock: base}
+	t.Cleanup(func() { c.stop("immediate") })
+	if got := c.psql("SELECT count(*) FROM tt"); got != "1234" {
+		t.Errorf("restored tablespace table has %s rows, want 1234", got)
+	}
+	if got := c.psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts'"); got != tsNew {
+		t.Errorf("restored tablespace is at %q, want %q", got, tsNew)
+	}
+}

@@ -75,7 +75,28 @@ func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b c
 	}
 	// A backup of a standby would start as one; the restore is a recovery.
 	os.Remove(filepath.Join(pgdata, "standby.signal"))
+	if len(tsMap) > 0 {
+		return remapTablespaces(filepath.Join(pgdata, "tablespace_map"), tsMap)
+	}
 	return nil
+}
+
+// remapTablespaces points tablespace_map, from which PostgreSQL makes the
+// pg_tblspc links at startup, at the directories the tablespaces were
+// restored to.
+func remapTablespaces(path string, tsMap map[string]string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("tablespace map: %w", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for i, line := range lines {
+		oid, _, ok := strings.Cut(line, " ")
+		if dir, mapped := tsMap[oid]; ok && mapped {
+			lines[i] = oid + " " + dir
+		}
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
 // Finish removes the incomplete marker: the data directory is whole.

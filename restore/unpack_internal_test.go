@@ -102,3 +102,15 @@ func TestPrepareDirRefusesNonEmpty(t *testing.T) {
 		t.Fatal("a relative directory was accepted")
 	}
 }
+
+func TestRemapTablespaces(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tablespace_map")
+	os.WriteFile(p, []byte("16385 /srv/old/ts1\n16386 /srv/old/ts2\n"), 0o600)
+	if err := remapTablespaces(p, map[string]string{"16386": "/srv/new/ts2"}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(p)
+	if want := "16385 /srv/old/ts1\n16386 /srv/new/ts2\n"; string(got) != want {
+		t.Errorf("tablespace_map = %q, want %q", got, want)
+	}
+}
