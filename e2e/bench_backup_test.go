@@ -3,13 +3,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,22 +36,7 @@ func TestBenchBackup(t *testing.T) {
 	pg.psql("CHECKPOINT")
 	dbBytes, _ := strconv.ParseInt(pg.psql("SELECT sum(pg_database_size(oid)) FROM pg_database"), 10, 64)
 
-	// Keep closing segments so each backup's WAL reaches the repositories.
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				pg.tryPSQL("SELECT pg_switch_wal()")
-			}
-		}
-	})
-	defer func() { stop(); wg.Wait() }()
+	defer pg.keepSwitching()()
 
 	source := fmt.Sprintf("host=%s port=%d user=postgres", pg.sock, pg.port)
 	type row struct {

@@ -28,23 +28,7 @@ func TestBenchRestore(t *testing.T) {
 	repo := "file://" + repoDir(t, base)
 	pgbr := filepath.Join(base, "pgbackrest.conf")
 	pg := newPrimary(t, base, "/bin/true", "max_wal_senders = 10", "max_wal_size = 4GB")
-	writeConfig(t, base, "pgbackrest.conf", fmt.Sprintf(`[global]
-repo1-path=%[1]s/pgbr-repo
-repo1-cipher-type=aes-256-cbc
-repo1-cipher-pass=bench-only-passphrase
-compress-type=zst
-compress-level=1
-process-max=2
-log-level-console=warn
-log-level-file=off
-lock-path=%[1]s/pgbr-lock
-spool-path=%[1]s/pgbr-spool
-[bench]
-pg1-path=%[2]s
-pg1-socket-path=%[3]s
-pg1-port=%[4]d
-pg1-user=postgres
-`, base, pg.dir, pg.sock, pg.port))
+	pgbackrestConf(t, base, pg)
 	pg.appendConf(fmt.Sprintf("archive_command = '%s --repo %s --recipient %s wal-push %%p && pgbackrest --config=%s --stanza=bench archive-push %%p'", pgward, repo, recipient, pgbr))
 	pg.start()
 	must(t, base, nil, "pgbackrest", "--config="+pgbr, "--stanza=bench", "stanza-create")
@@ -52,20 +36,10 @@ pg1-user=postgres
 	must(t, base, nil, pgbench, append(pg.connArgs(), "-i", "-s", strconv.Itoa(scale), "-q", "postgres")...)
 	source := fmt.Sprintf("host=%s port=%d user=postgres", pg.sock, pg.port)
 	pg.psql("CHECKPOINT")
-	done := make(chan struct{})
-	go func() { // close segments while the backups wait for WAL
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Second):
-				pg.tryPSQL("SELECT pg_switch_wal()")
-			}
-		}
-	}()
+	stopSwitching := pg.keepSwitching() // close segments while the backups wait for WAL
 	must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast")
 	must(t, base, nil, "pgbackrest", "--config="+pgbr, "--stanza=bench", "--type=full", "--start-fast", "backup")
-	close(done)
+	stopSwitching()
 	// About 1 GiB of WAL to replay.
 	walStart := currentLSN(t, pg)
 	for currentLSN(t, pg)-walStart < 1<<30 {

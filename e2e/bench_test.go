@@ -80,22 +80,7 @@ func TestBench(t *testing.T) {
 	var pgbrPush, pgbrGet rate
 	pgbr, err := exec.LookPath("pgbackrest")
 	if err == nil {
-		conf := writeConfig(t, base, "pgbackrest.conf", fmt.Sprintf(`[global]
-repo1-path=%[1]s/pgbr-repo
-repo1-cipher-type=aes-256-cbc
-repo1-cipher-pass=bench-only-passphrase
-compress-type=zst
-compress-level=1
-log-level-console=warn
-log-level-file=off
-lock-path=%[1]s/pgbr-lock
-spool-path=%[1]s/pgbr-spool
-[bench]
-pg1-path=%[2]s
-pg1-socket-path=%[3]s
-pg1-port=%[4]d
-pg1-user=postgres
-`, base, pg.dir, pg.sock, pg.port))
+		conf := pgbackrestConf(t, base, pg)
 		must(t, base, nil, pgbr, "--config="+conf, "--stanza=bench", "stanza-create")
 		pg.stop("fast")
 		pgbrPush = timeEachCmd(t, segs, nil, pgbr, func(s string) []string {
@@ -269,4 +254,27 @@ func dirBytes(t *testing.T, dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// pgbackrestConf writes a pgBackRest configuration for pg with a posix
+// repository in base, zstd level 1 and encryption, as pgward is compared.
+func pgbackrestConf(t *testing.T, base string, pg *cluster) string {
+	t.Helper()
+	return writeConfig(t, base, "pgbackrest.conf", fmt.Sprintf(`[global]
+repo1-path=%[1]s/pgbr-repo
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=bench-only-passphrase
+compress-type=zst
+compress-level=1
+process-max=2
+log-level-console=warn
+log-level-file=off
+lock-path=%[1]s/pgbr-lock
+spool-path=%[1]s/pgbr-spool
+[bench]
+pg1-path=%[2]s
+pg1-socket-path=%[3]s
+pg1-port=%[4]d
+pg1-user=postgres
+`, base, pg.dir, pg.sock, pg.port))
 }

@@ -153,3 +153,24 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// keepSwitching closes a WAL segment on c every half second until the
+// returned stop is called, so archive_command stores the WAL a backup
+// waits for without waiting for segments to fill.
+func (c *cluster) keepSwitching() (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				c.tryPSQL("SELECT pg_switch_wal()")
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}

@@ -26,25 +26,9 @@ func TestRestoreToTargets(t *testing.T) {
 	primary.start()
 	primary.psql("CREATE TABLE t (id int PRIMARY KEY)")
 	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
-	backupDone := make(chan struct{})
-	switched := make(chan struct{})
-	go func() {
-		// Close segments while the backup waits for its WAL.
-		defer close(switched)
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-backupDone:
-				return
-			case <-tick.C:
-				primary.tryPSQL("SELECT pg_switch_wal()")
-			}
-		}
-	}()
+	stopSwitching := primary.keepSwitching()
 	must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m")
-	close(backupDone)
-	<-switched
+	stopSwitching()
 
 	insert := func(from, to int) {
 		primary.psql(fmt.Sprintf("INSERT INTO t SELECT generate_series(%d, %d)", from, to))
@@ -158,21 +142,9 @@ func TestRestoreTablespace(t *testing.T) {
 	primary.psql("INSERT INTO tt SELECT generate_series(1, 1234)")
 	oid := primary.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'")
 	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
-	backupDone := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-backupDone:
-				return
-			case <-tick.C:
-				primary.tryPSQL("SELECT pg_switch_wal()")
-			}
-		}
-	}()
+	stopSwitching := primary.keepSwitching()
 	r := run(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m", "--json")
-	close(backupDone)
+	stopSwitching()
 	if r.code != 0 || !strings.Contains(r.stdout, `"name": "`+oid+`.tar"`) && !strings.Contains(r.stdout, `"name":"`+oid+`.tar"`) {
 		t.Fatalf("backup: exit %d, %s %s; want an archive %s.tar", r.code, r.stdout, r.stderr, oid)
 	}
