@@ -79,8 +79,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (status i
 	// must still exit above 125, or PostgreSQL would promote at the wrong
 	// point.
 	code := exitError
-	if slices.Contains(args[1:], "wal-fetch") {
+	switch {
+	case slices.Contains(args[1:], "wal-fetch"):
 		code = exitFatal
+	case slices.Contains(args[1:], "check"):
+		code = 3 // Nagios UNKNOWN: the probe could not run
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -166,6 +169,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			streamCommand(),
 			backupCommand(),
 			restoreCommand(),
+			checkCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
