@@ -195,3 +195,14 @@ func processIdentity() (bootID, pidNS string) {
 	ns, _ := os.Readlink("/proc/self/ns/pid")
 	return strings.TrimSpace(string(b)), ns
 }
+
+// Lock takes the cluster's backup lock for other repository work (prune)
+// and returns its release.
+func Lock(ctx context.Context, store storage.Backend, layout catalog.Layout, now func() time.Time, log *slog.Logger) (func(), error) {
+	l, err := acquireLock(ctx, store, layout, DefaultLease, now, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	l.setBackup("prune")
+	return func() { l.release(context.WithoutCancel(ctx)) }, nil
+}

@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,45 @@ func TestKeepBackups(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPlanPrune(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	b := func(id string, age time.Duration, start uint64, finished, pinned bool) catalog.PruneBackup {
+		return catalog.PruneBackup{BackupSummary: catalog.BackupSummary{ID: id, StopTime: now.Add(-age), Pinned: pinned},
+			StartLSN: start, Finished: finished, Newest: now.Add(-age)}
+	}
+	backups := []catalog.PruneBackup{
+		b("d10", 10*day, 100, true, false),
+		b("d9", 9*day, 200, true, false),
+		b("d8", 8*day, 300, true, false), // the base of the window
+		b("d3", 3*day, 800, true, false),
+		b("failed-old", 9*day, 250, false, false),
+		b("failed-new", 1*day, 900, false, false),
+		b("pinned", 20*day, 50, true, true),
+	}
+	wal := []catalog.PruneWAL{{"w100", 100}, {"w299", 299}, {"w300", 300}, {"w301", 301}, {"w900", 900}}
+	plan := catalog.PlanPrune(backups, wal, now, catalog.DefaultRetentionWindow)
+	if got, want := fmt.Sprint(plan.Backups), "[d10 d9 failed-old]"; got != want {
+		t.Errorf("backups deleted = %s, want %s", got, want)
+	}
+	// The pinned backup starts at 50: all WAL from there is kept.
+	if len(plan.WAL) != 0 || plan.KeepFrom != 50 {
+		t.Errorf("WAL deleted = %v from %d; the pinned backup needs everything from 50", plan.WAL, plan.KeepFrom)
+	}
+	backups[6].Pinned = false
+	plan = catalog.PlanPrune(backups, wal, now, catalog.DefaultRetentionWindow)
+	if got, want := fmt.Sprint(plan.WAL), "[w100 w299 w300]"; got != want || plan.KeepFrom != 300 {
+		t.Errorf("WAL deleted = %s (keep from %d), want %s (keep from 300)", got, plan.KeepFrom, want)
+	}
+	for _, id := range plan.Backups {
+		if plan.Reasons[id] == "" {
+			t.Errorf("no reason for deleting %s", id)
+		}
+	}
+	if plan := catalog.PlanPrune(nil, wal, now, catalog.DefaultRetentionWindow); len(plan.WAL) != 0 {
+		t.Errorf("without any backup prune deleted WAL %v", plan.WAL)
 	}
 }

@@ -170,6 +170,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			backupCommand(),
 			restoreCommand(),
 			checkCommand(),
+			pruneCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/basebackup"
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
+	"github.com/pgward/pgward/wal"
+)
+
+func pruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "apply retention: delete backups and WAL the recovery window no longer needs",
+		Description: `Keeps every base backup finished inside --window (default 7 days), the newest
+one finished before it (the base of the window's oldest second) and pinned
+backups, and all WAL from the oldest kept backup's start; deletes the rest,
+and failed backups (no backup.json) older than the window. Ordering uses the
+recorded times and LSNs, never object names. A backup's backup.json goes
+before its parts, so an interrupted prune never leaves a half-visible backup.
+Takes the backup lock. --dry-run lists what would go and why.`,
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "window", Value: catalog.DefaultRetentionWindow, Usage: "the point-in-time recovery `WINDOW` to keep"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be deleted, and why; delete nothing"},
+		},
+		Action: runPrune,
+	}
+}
+
+func runPrune(c *cli.Context) error {
+	now, err := probeNow()
+	if err != nil {
+		return err
+	}
+	a, log, err := archiveFor(c, false, false)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("dry-run") {
+		release, err := basebackup.Lock(c.Context, a.Store, a.Layout, func() time.Time { return now }, log)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+	backups, err := pruneBackups(c, a)
+	if err != nil {
+		return err
+	}
+	walObjs, err := pruneWAL(c, a)
+	if err != nil {
+		return err
+	}
+	plan := catalog.PlanPrune(backups, walObjs, now, c.Duration("window"))
+	verb := "deleted"
+	if c.Bool("dry-run") {
+		verb = "would delete"
+	}
+	for _, id := range plan.Backups {
+		if !c.Bool("dry-run") {
+			if _, err := basebackup.Delete(c.Context, a.Store, a.Layout, id); err != nil {
+				return fmt.Errorf("delete backup %s: %w", id, err)
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "%s backup %s: %s\n", verb, id, plan.Reasons[id])
+	}
+	for _, key := range plan.WAL {
+		if !c.Bool("dry-run") {
+			if err := a.Store.Delete(c.Context, key); err != nil {
+				return fmt.Errorf("delete %s: %w", key, err)
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "%s %s: %s\n", verb, key, plan.Reasons[key])
+	}
+	fmt.Fprintf(c.App.Writer, "%s %d backups and %d WAL objects; WAL kept from %s\n", verb, len(plan.Backups), len(plan.WAL), wal.LSN(plan.KeepFrom))
+	return nil
+}
+
+// pruneBackups lists every backup, finished or not, with what retention
+// needs to know of it.
+func pruneBackups(c *cli.Context, a *archive.Archive) ([]catalog.PruneBackup, error) {
+	prefix := a.Layout.BackupsPrefix()
+	byID := map[string]*catalog.PruneBackup{}
+	var order []string
+	err := a.Store.List(c.Context, prefix, func(oi storage.ObjectInfo) error {
+		id, _, ok := strings.Cut(strings.TrimPrefix(oi.Key, prefix), "/")
+		if !ok {
+			return nil // lock.json
+		}
+		b := byID[id]
+		if b == nil {
+			b = &catalog.PruneBackup{BackupSummary: catalog.BackupSummary{ID: id}}
+			byID[id] = b
+			order = append(order, id)
+		}
+		if oi.ModTime.After(b.Newest) {
+			b.Newest = oi.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []catalog.PruneBackup
+	for _, id := range order {
+		b := byID[id]
+		listed, err := basebackup.Get(c.Context, a.Store, a.Layout, id)
+		switch {
+		case errors.Is(err, basebackup.ErrNoBackup):
+		case err != nil:
+			return nil, err // never guess about a backup that cannot be read
+		default:
+			start, err := wal.ParseLSN(listed.StartLSN)
+			if err != nil {
+				return nil, fmt.Errorf("backup %s: %w", id, err)
+			}
+			b.Finished, b.StopTime, b.Pinned, b.StartLSN = true, listed.StopTime, listed.Pinned, uint64(start)
+		}
+		out = append(out, *b)
+	}
+	return out, nil
+}
+
+// pruneWAL lists the WAL objects retention may delete, with where their
+// WAL ends. History files are never offered.
+func pruneWAL(c *cli.Context, a *archive.Archive) ([]catalog.PruneWAL, error) {
+	info, err := a.ClusterInfo(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	prefix := a.Layout.WALPrefix()
+	var out []catalog.PruneWAL
+	err = a.Store.List(c.Context, prefix, func(oi storage.ObjectInfo) error {
+		name := strings.TrimPrefix(oi.Key, prefix)
+		for _, s := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
+			name = strings.TrimSuffix(name, s)
+		}
+		f, err := wal.ParseFileName(name)
+		if err != nil || f.Kind == wal.KindHistory {
+			return nil
+		}
+		no, err := f.SegmentNo(info.WALSegmentSize)
+		if err != nil {
+			return nil
+		}
+		// A partial ends inside its segment; counting its segment's end
+		// keeps it at least as long as the complete segment would be.
+		out = append(out, catalog.PruneWAL{Key: oi.Key, End: uint64(wal.SegmentStart(no+1, info.WALSegmentSize))})
+		return nil
+	})
+	return out, err
+}
