@@ -71,6 +71,7 @@ func TestCheck(t *testing.T) {
 		t.Errorf("check with %s deleted: exit %d, %q; want CRITICAL naming it", name, r.code, r.stdout)
 	}
 	os.WriteFile(victim, kept, 0o600)
+	own(t, victim)
 
 	// Archiving stops: the probe's clock moves on.
 	at := func(d time.Duration) []string {
@@ -84,6 +85,18 @@ func TestCheck(t *testing.T) {
 	}
 	if r = check(at(30*time.Hour), "--wal-critical", "48h", "--wal-warning", "47h"); r.code != 1 || !strings.Contains(r.stdout, "newest base backup") {
 		t.Errorf("check 30 hours later: exit %d, %q; want WARNING on the backup's age", r.code, r.stdout)
+	}
+
+	// verify reads everything back, and names a damaged object.
+	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "verify"); r.code != 0 || !strings.Contains(r.stdout, " 0 damaged") {
+		t.Errorf("verify on a healthy archive: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	data, _ := os.ReadFile(victim)
+	data[len(data)/2] ^= 0xFF
+	os.WriteFile(victim, data, 0o600)
+	own(t, victim)
+	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "verify"); r.code == 0 || !strings.Contains(r.stdout, "DAMAGED main/wal/"+filepath.Base(victim)) {
+		t.Errorf("verify with a corrupted object: exit %d, %q; want it named", r.code, r.stdout)
 	}
 
 	// The repository unreachable.

@@ -171,6 +171,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			restoreCommand(),
 			checkCommand(),
 			pruneCommand(),
+			verifyCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
