@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -44,53 +47,58 @@ func runPrune(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("dry-run") {
-		release, err := basebackup.Lock(c.Context, a.Store, a.Layout, func() time.Time { return now }, log)
+	return prune(c.Context, a, log, now, c.Duration("window"), c.Bool("dry-run"), c.App.Writer)
+}
+
+// prune applies retention at now, printing each deletion and its reason.
+func prune(ctx context.Context, a *archive.Archive, log *slog.Logger, now time.Time, window time.Duration, dryRun bool, out io.Writer) error {
+	if !dryRun {
+		release, err := basebackup.Lock(ctx, a.Store, a.Layout, func() time.Time { return now }, log)
 		if err != nil {
 			return err
 		}
 		defer release()
 	}
-	backups, err := pruneBackups(c, a)
+	backups, err := pruneBackups(ctx, a)
 	if err != nil {
 		return err
 	}
-	walObjs, err := pruneWAL(c, a)
+	walObjs, err := pruneWAL(ctx, a)
 	if err != nil {
 		return err
 	}
-	plan := catalog.PlanPrune(backups, walObjs, now, c.Duration("window"))
+	plan := catalog.PlanPrune(backups, walObjs, now, window)
 	verb := "deleted"
-	if c.Bool("dry-run") {
+	if dryRun {
 		verb = "would delete"
 	}
 	for _, id := range plan.Backups {
-		if !c.Bool("dry-run") {
-			if _, err := basebackup.Delete(c.Context, a.Store, a.Layout, id); err != nil {
+		if !dryRun {
+			if _, err := basebackup.Delete(ctx, a.Store, a.Layout, id); err != nil {
 				return fmt.Errorf("delete backup %s: %w", id, err)
 			}
 		}
-		fmt.Fprintf(c.App.Writer, "%s backup %s: %s\n", verb, id, plan.Reasons[id])
+		fmt.Fprintf(out, "%s backup %s: %s\n", verb, id, plan.Reasons[id])
 	}
 	for _, key := range plan.WAL {
-		if !c.Bool("dry-run") {
-			if err := a.Store.Delete(c.Context, key); err != nil {
+		if !dryRun {
+			if err := a.Store.Delete(ctx, key); err != nil {
 				return fmt.Errorf("delete %s: %w", key, err)
 			}
 		}
-		fmt.Fprintf(c.App.Writer, "%s %s: %s\n", verb, key, plan.Reasons[key])
+		fmt.Fprintf(out, "%s %s: %s\n", verb, key, plan.Reasons[key])
 	}
-	fmt.Fprintf(c.App.Writer, "%s %d backups and %d WAL objects; WAL kept from %s\n", verb, len(plan.Backups), len(plan.WAL), wal.LSN(plan.KeepFrom))
+	fmt.Fprintf(out, "%s %d backups and %d WAL objects; WAL kept from %s\n", verb, len(plan.Backups), len(plan.WAL), wal.LSN(plan.KeepFrom))
 	return nil
 }
 
 // pruneBackups lists every backup, finished or not, with what retention
 // needs to know of it.
-func pruneBackups(c *cli.Context, a *archive.Archive) ([]catalog.PruneBackup, error) {
+func pruneBackups(ctx context.Context, a *archive.Archive) ([]catalog.PruneBackup, error) {
 	prefix := a.Layout.BackupsPrefix()
 	byID := map[string]*catalog.PruneBackup{}
 	var order []string
-	err := a.Store.List(c.Context, prefix, func(oi storage.ObjectInfo) error {
+	err := a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		id, _, ok := strings.Cut(strings.TrimPrefix(oi.Key, prefix), "/")
 		if !ok {
 			return nil // lock.json
@@ -112,7 +120,7 @@ func pruneBackups(c *cli.Context, a *archive.Archive) ([]catalog.PruneBackup, er
 	var out []catalog.PruneBackup
 	for _, id := range order {
 		b := byID[id]
-		listed, err := basebackup.Get(c.Context, a.Store, a.Layout, id)
+		listed, err := basebackup.Get(ctx, a.Store, a.Layout, id)
 		switch {
 		case errors.Is(err, basebackup.ErrNoBackup):
 		case err != nil:
@@ -131,14 +139,14 @@ func pruneBackups(c *cli.Context, a *archive.Archive) ([]catalog.PruneBackup, er
 
 // pruneWAL lists the WAL objects retention may delete, with where their
 // WAL ends. History files are never offered.
-func pruneWAL(c *cli.Context, a *archive.Archive) ([]catalog.PruneWAL, error) {
-	info, err := a.ClusterInfo(c.Context)
+func pruneWAL(ctx context.Context, a *archive.Archive) ([]catalog.PruneWAL, error) {
+	info, err := a.ClusterInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
 	prefix := a.Layout.WALPrefix()
 	var out []catalog.PruneWAL
-	err = a.Store.List(c.Context, prefix, func(oi storage.ObjectInfo) error {
+	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		name := strings.TrimPrefix(oi.Key, prefix)
 		for _, s := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
 			name = strings.TrimSuffix(name, s)

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgward/pgward/basebackup"
+	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/stream"
 )
 
@@ -57,6 +58,8 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "backup-timezone", EnvVars: []string{"PGWARD_BACKUP_TIMEZONE"}, Value: basebackup.DefaultTimezone, Usage: "time `ZONE` of --backup-schedule"},
 			&cli.StringFlag{Name: "backup-checkpoint", Value: "spread", Usage: "checkpoint `MODE` of scheduled backups: fast or spread"},
 			&cli.StringFlag{Name: "backup-part-size", Value: "1GiB", Usage: "part `SIZE` of scheduled backups"},
+			&cli.StringFlag{Name: "prune-schedule", EnvVars: []string{"PGWARD_PRUNE_SCHEDULE"}, Value: "0 3 * * *", Usage: "apply retention at these times (five cron `FIELDS`, in --backup-timezone; empty: never)"},
+			&cli.DurationFlag{Name: "prune-window", EnvVars: []string{"PGWARD_PRUNE_WINDOW"}, Value: catalog.DefaultRetentionWindow, Usage: "the recovery `WINDOW` scheduled prunes keep"},
 		},
 		Action: runStream,
 	}
@@ -143,6 +146,33 @@ func runStream(c *cli.Context) error {
 			return err
 		}
 		wg.Go(func() { (&basebackup.Scheduler{Schedule: sched, Config: bcfg, Logger: log}).Run(ctx) })
+	}
+	if spec := c.String("prune-schedule"); spec != "" {
+		sched, err := basebackup.ParseSchedule(spec, c.String("backup-timezone"))
+		if err != nil {
+			return fmt.Errorf("--prune-schedule: %w", err)
+		}
+		window := c.Duration("prune-window")
+		wg.Go(func() {
+			for {
+				next := sched.Next(time.Now())
+				log.Info("next prune scheduled", "at", next)
+				timer := time.NewTimer(time.Until(next))
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case <-timer.C:
+				}
+				var out strings.Builder
+				if err := prune(ctx, a, log, time.Now(), window, false, &out); err != nil && ctx.Err() == nil {
+					log.Error("scheduled prune failed", "err", err)
+					continue
+				}
+				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+				log.Info("scheduled prune done", "summary", lines[len(lines)-1])
+			}
+		})
 	}
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
