@@ -44,6 +44,8 @@ type Scheduler struct {
 	Logger   *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// OnFailure, if set, hears of every failed scheduled backup.
+	OnFailure func(error)
 }
 
 // Run takes backups on schedule until ctx ends. A failed backup is logged
@@ -74,6 +76,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				return nil
 			}
 			log.Error("scheduled base backup failed", "err", err)
+			if s.OnFailure != nil {
+				s.OnFailure(err)
+			}
 			continue
 		}
 		log.Info("scheduled base backup done", "backup_id", info.ID, "bytes", info.DataBytes)

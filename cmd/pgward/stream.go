@@ -58,6 +58,7 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "backup-timezone", EnvVars: []string{"PGWARD_BACKUP_TIMEZONE"}, Value: basebackup.DefaultTimezone, Usage: "time `ZONE` of --backup-schedule"},
 			&cli.StringFlag{Name: "backup-checkpoint", Value: "spread", Usage: "checkpoint `MODE` of scheduled backups: fast or spread"},
 			&cli.StringFlag{Name: "backup-part-size", Value: "1GiB", Usage: "part `SIZE` of scheduled backups"},
+			&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when a scheduled backup or prune fails (retried)"},
 			&cli.StringFlag{Name: "prune-schedule", EnvVars: []string{"PGWARD_PRUNE_SCHEDULE"}, Value: "0 3 * * *", Usage: "apply retention at these times (five cron `FIELDS`, in --backup-timezone; empty: never)"},
 			&cli.DurationFlag{Name: "prune-window", EnvVars: []string{"PGWARD_PRUNE_WINDOW"}, Value: catalog.DefaultRetentionWindow, Usage: "the recovery `WINDOW` scheduled prunes keep"},
 		},
@@ -136,6 +137,7 @@ func runStream(c *cli.Context) error {
 		})
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
+	notify := newNotifier(c.String("notify-url"), layout.Cluster, reg, log)
 	if src := c.String("backup-source"); src != "" {
 		sched, err := basebackup.ParseSchedule(c.String("backup-schedule"), c.String("backup-timezone"))
 		if err != nil {
@@ -145,7 +147,10 @@ func runStream(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		wg.Go(func() { (&basebackup.Scheduler{Schedule: sched, Config: bcfg, Logger: log}).Run(ctx) })
+		wg.Go(func() {
+			(&basebackup.Scheduler{Schedule: sched, Config: bcfg, Logger: log,
+				OnFailure: func(err error) { notify.failed(ctx, "backup", err) }}).Run(ctx)
+		})
 	}
 	if spec := c.String("prune-schedule"); spec != "" {
 		sched, err := basebackup.ParseSchedule(spec, c.String("backup-timezone"))
@@ -167,6 +172,7 @@ func runStream(c *cli.Context) error {
 				var out strings.Builder
 				if err := prune(ctx, a, log, time.Now(), window, false, &out); err != nil && ctx.Err() == nil {
 					log.Error("scheduled prune failed", "err", err)
+					notify.failed(ctx, "prune", err)
 					continue
 				}
 				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
