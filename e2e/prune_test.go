@@ -14,10 +14,10 @@ import (
 	"github.com/pgward/pgward/internal/miniotest"
 )
 
-// TestPrune keeps exactly what the retention contract says: with three
-// backups and a window holding only the newest, the middle one stays as
-// the window's base, the oldest and the WAL before the base go; a restore
-// to the window's oldest second works and one second earlier is refused.
+// TestPrune simulates ten days of nightly backups and continuous WAL, and
+// prunes with a 7-day window: exactly the backups inside the window and
+// the newest before it stay, WAL before that one's start goes; a restore to
+// the window's oldest second works and one second earlier is refused.
 func TestPrune(t *testing.T) {
 	base := testDir(t)
 	identity, recipient := keyPair(t, base)
@@ -31,11 +31,14 @@ func TestPrune(t *testing.T) {
 		StartLSN string    `json:"start_lsn"`
 		StopTime time.Time `json:"stop_time"`
 	}
-	var backups []info
+	now := time.Now().UTC()
+	day := 24 * time.Hour
+	var backups []info // backups[d] taken on simulated day now-(10-d)
 	stop := primary.keepSwitching()
-	for i := 0; i < 3; i++ {
-		primary.psql(fmt.Sprintf("CREATE TABLE t%d AS SELECT generate_series(1, 1000)", i))
-		out := must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m", "--json")
+	for d := 0; d < 10; d++ {
+		primary.psql(fmt.Sprintf("CREATE TABLE t%d AS SELECT generate_series(1, 1000)", d))
+		env := []string{"PGWARD_TEST_NOW=" + now.Add(-time.Duration(10-d)*day).Format(time.RFC3339Nano)}
+		out := must(t, base, env, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m", "--json")
 		var b info
 		if err := json.Unmarshal([]byte(out), &b); err != nil {
 			t.Fatal(err)
@@ -46,13 +49,15 @@ func TestPrune(t *testing.T) {
 	primary.switchAndWaitArchived(time.Minute)
 	segsBefore, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "0000000100000000000000*"))
 
-	now := backups[2].StopTime.Add(time.Second)
-	env := []string{"PGWARD_TEST_NOW=" + now.UTC().Format(time.RFC3339Nano)}
+	env := []string{"PGWARD_TEST_NOW=" + now.Format(time.RFC3339Nano)}
 	prune := func(args ...string) result {
-		return run(t, base, env, pgward, append([]string{"--repo", repo, "prune", "--window", "2s"}, args...)...)
+		return run(t, base, env, pgward, append([]string{"--repo", repo, "prune"}, args...)...)
 	}
+	// Days 3 to 9 are inside the window, day 2 is its base; 0 and 1 go.
+	gone, kept := backups[:2], backups[2:]
 	dry := prune("--dry-run")
-	if dry.code != 0 || !strings.Contains(dry.stdout, "would delete backup "+backups[0].ID) || strings.Contains(dry.stdout, backups[1].ID) {
+	if dry.code != 0 || !strings.Contains(dry.stdout, "would delete backup "+gone[0].ID) || !strings.Contains(dry.stdout, "would delete backup "+gone[1].ID) ||
+		strings.Contains(dry.stdout, kept[0].ID) {
 		t.Fatalf("prune --dry-run: exit %d, %q %q", dry.code, dry.stdout, dry.stderr)
 	}
 	if segs, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "0000000100000000000000*")); len(segs) != len(segsBefore) {
@@ -62,16 +67,21 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("prune: exit %d: %s", r.code, r.stderr)
 	}
 	list := must(t, base, nil, pgward, "--repo", repo, "backup", "list")
-	if strings.Contains(list, backups[0].ID) || !strings.Contains(list, backups[1].ID) || !strings.Contains(list, backups[2].ID) {
-		t.Errorf("after prune the backups are:\n%s\nwant %s and %s only", list, backups[1].ID, backups[2].ID)
+	for _, b := range gone {
+		if strings.Contains(list, b.ID) {
+			t.Errorf("backup %s, outside the window and not its base, survived prune", b.ID)
+		}
+		if left, _ := os.ReadDir(filepath.Join(repoPath, "main", "basebackups", b.ID)); len(left) > 0 {
+			t.Errorf("pruned backup %s left %d objects", b.ID, len(left))
+		}
 	}
-	if _, err := os.Stat(filepath.Join(repoPath, "main", "basebackups", backups[0].ID)); err == nil {
-		if left, _ := os.ReadDir(filepath.Join(repoPath, "main", "basebackups", backups[0].ID)); len(left) > 0 {
-			t.Errorf("the pruned backup left %d objects", len(left))
+	for _, b := range kept {
+		if !strings.Contains(list, b.ID) {
+			t.Errorf("backup %s, which retention keeps, was deleted", b.ID)
 		}
 	}
 	// WAL before the base backup's start is gone; from it on, kept.
-	startSeg := "00000001" + strings.Repeat("0", 8) + fmt.Sprintf("%08X", mustLSN(t, backups[1].StartLSN)>>24)
+	startSeg := fmt.Sprintf("00000001%08X%08X", mustLSN(t, kept[0].StartLSN)>>32, (mustLSN(t, kept[0].StartLSN)&0xFFFFFFFF)>>24)
 	segs, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "0000000100000000000000*"))
 	for _, s := range segs {
 		if name := filepath.Base(s)[:24]; name < startSeg {
@@ -81,25 +91,25 @@ func TestPrune(t *testing.T) {
 	if len(segs) == len(segsBefore) {
 		t.Errorf("prune deleted no WAL")
 	}
-
-	restoreAt := func(at time.Time) result {
-		dir := filepath.Join(base, "restore-"+at.Format("150405.000000000"))
-		return run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", dir, "--dry-run",
-			"--to-time", at.UTC().Format(time.RFC3339Nano))
+	if r := prune(); r.code != 0 || !strings.Contains(r.stdout, "deleted 0 backups and 0 WAL objects") {
+		t.Errorf("a second prune: exit %d, %q; want nothing left to delete", r.code, r.stdout)
 	}
+
 	// The oldest second of the window restores for real, from the kept WAL.
 	dir, port := filepath.Join(base, "restore-oldest"), miniotest.FreePort(t)
 	r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", dir,
-		"--to-time", backups[1].StopTime.UTC().Format(time.RFC3339Nano), "--start", "--port", fmt.Sprint(port))
-	if r.code != 0 || !strings.Contains(r.stdout, "plan: backup "+backups[1].ID) {
+		"--to-time", kept[0].StopTime.UTC().Format(time.RFC3339Nano), "--start", "--port", fmt.Sprint(port))
+	if r.code != 0 || !strings.Contains(r.stdout, "plan: backup "+kept[0].ID) {
 		t.Fatalf("restore to the window's oldest second: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	restored := &cluster{t: t, dir: dir, port: port, sock: base}
 	t.Cleanup(func() { restored.stop("immediate") })
-	if got := restored.psql("SELECT count(*) FROM t1"); got != "1000" {
-		t.Errorf("restored t1 has %s rows, want 1000", got)
+	if got := restored.psql("SELECT count(*) FROM t2"); got != "1000" {
+		t.Errorf("restored t2 has %s rows, want 1000", got)
 	}
-	if r := restoreAt(backups[1].StopTime.Add(-time.Second)); r.code == 0 || !strings.Contains(r.stderr, "outside the restorable window") {
+	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", filepath.Join(base, "refused"), "--dry-run",
+		"--to-time", kept[0].StopTime.Add(-time.Second).UTC().Format(time.RFC3339Nano))
+	if r.code == 0 || !strings.Contains(r.stderr, "outside the restorable window") {
 		t.Errorf("restore one second before the window: exit %d, %q; want refused", r.code, r.stderr)
 	}
 }

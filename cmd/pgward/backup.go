@@ -108,6 +108,13 @@ func runBackup(c *cli.Context) error {
 		return err
 	}
 	limitMemory(memoryLimit)
+	if now, err := probeNow(); err != nil {
+		return err
+	} else if os.Getenv("PGWARD_TEST_NOW") != "" {
+		// Tests simulate days: the backup is stamped at the given time.
+		begun := time.Now()
+		cfg.Now = func() time.Time { return now.Add(time.Since(begun)) }
+	}
 	var bar *progressBar
 	if isTerminal(os.Stderr) {
 		bar = newProgressBar(c.App.ErrWriter)

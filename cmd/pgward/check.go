@@ -88,8 +88,9 @@ func statusLine(r probe.Result, th probe.Thresholds) string {
 	return b.String() + " | " + strings.Join(perf, " ")
 }
 
-// probeNow is the clock of the probe. PGWARD_TEST_NOW (RFC 3339) sets it,
-// so tests simulate hours without waiting for them.
+// probeNow is the clock of check, prune and the times backups record.
+// PGWARD_TEST_NOW (RFC 3339) sets it, so tests simulate days without
+// waiting for them.
 func probeNow() (time.Time, error) {
 	if v := os.Getenv("PGWARD_TEST_NOW"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
