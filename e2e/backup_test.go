@@ -70,7 +70,7 @@ func TestBackupOnReplica(t *testing.T) {
 	if err := slow.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the slow backup to store its first part", func() (bool, error) {
+	waitFor(t, 3*time.Minute, "the slow backup to store its first part", func() (bool, error) {
 		return len(listKeys(t, srv, bucket, "pg/main/basebackups/", ".zst.age")) > 0, nil
 	})
 	second := run(t, base, srv.Env(), pgward, "--config", cfg, "backup", "--source", source)

@@ -69,7 +69,7 @@ func TestS3OutageLosesNothing(t *testing.T) {
 	srv.Stop(t)
 	primary.psql("INSERT INTO t SELECT generate_series(1, 100000)")
 	during := primary.psql("SELECT pg_walfile_name(pg_switch_wal())")
-	waitFor(t, time.Minute, "archive_command to fail while MinIO is down", func() (bool, error) {
+	waitFor(t, 2*time.Minute, "archive_command to fail while MinIO is down", func() (bool, error) {
 		return primary.psql("SELECT failed_count > 0 AND last_failed_wal = '"+during+"' FROM pg_stat_archiver") == "t", nil
 	})
 	log, _ := os.ReadFile(primary.logFile())

@@ -198,7 +198,7 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	source := fmt.Sprintf("host=%s,%s port=%d,%d user=postgres target_session_attrs=read-write connect_timeout=5", base, base, primary.port, replica.port)
 	sc := startSidecar(t, base, srv.Env(), "--config", pushCfg, "stream", "--source", source,
 		"--spool-dir", spool, "--partial-interval", "1s", "--status-interval", "1s")
-	waitFor(t, time.Minute, "the sidecar to stream", func() (bool, error) {
+	waitFor(t, 2*time.Minute, "the sidecar to stream", func() (bool, error) {
 		v, err := sc.metric("pgward_stream_stored_lsn")
 		return err == nil && v > 0, err
 	})
@@ -248,7 +248,7 @@ func TestStreamSurvivesCrashesOutageAndFailover(t *testing.T) {
 	// replica), the replica is promoted.
 	primary.stop("fast")
 	must(t, base, nil, filepath.Join(pgBinDir, "pg_ctl"), "-D", replicaDir, "-w", "promote")
-	waitFor(t, time.Minute, "the sidecar on timeline 2", func() (bool, error) {
+	waitFor(t, 3*time.Minute, "the sidecar on timeline 2", func() (bool, error) {
 		v, err := sc.metric("pgward_stream_timeline")
 		return err == nil && v == 2, err
 	})
