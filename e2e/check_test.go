@@ -17,12 +17,8 @@ import (
 // CRITICAL as (simulated) time passes without new WAL, UNKNOWN when the
 // repository is unreachable.
 func TestCheck(t *testing.T) {
-	base := testDir(t)
-	identity, recipient := keyPair(t, base)
-	repoPath := repoDir(t, base)
-	repo := "file://" + repoPath
-	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p", "max_wal_senders = 10")
-	primary.start()
+	arch := newArchiving(t)
+	base, identity, recipient, repoPath, repo, primary := arch.base, arch.identity, arch.recipient, arch.repoPath, arch.repo, arch.primary
 	stop := primary.keepSwitching()
 	must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source",
 		fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port), "--checkpoint", "fast", "--wal-timeout", "2m")

@@ -203,3 +203,22 @@ func repoDir(t *testing.T, base string) string {
 	own(t, dir)
 	return dir
 }
+
+// archiving is a running primary that archives with pgward wal-push into
+// a fresh encrypted file repository.
+type archiving struct {
+	base, identity, recipient, repoPath, repo, source string
+	primary                                           *cluster
+}
+
+func newArchiving(t *testing.T) archiving {
+	t.Helper()
+	a := archiving{base: testDir(t)}
+	a.identity, a.recipient = keyPair(t, a.base)
+	a.repoPath = repoDir(t, a.base)
+	a.repo = "file://" + a.repoPath
+	a.primary = newPrimary(t, a.base, pgward+" --repo "+a.repo+" --recipient "+a.recipient+" wal-push %p", "max_wal_senders = 10")
+	a.primary.start()
+	a.source = fmt.Sprintf("host=%s port=%d user=postgres", a.base, a.primary.port)
+	return a
+}

@@ -19,12 +19,8 @@ import (
 // the newest before it stay, WAL before that one's start goes; a restore to
 // the window's oldest second works and one second earlier is refused.
 func TestPrune(t *testing.T) {
-	base := testDir(t)
-	identity, recipient := keyPair(t, base)
-	repoPath := repoDir(t, base)
-	repo := "file://" + repoPath
-	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p", "max_wal_senders = 10")
-	primary.start()
+	arch := newArchiving(t)
+	base, identity, recipient, repoPath, repo, primary := arch.base, arch.identity, arch.recipient, arch.repoPath, arch.repo, arch.primary
 	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
 	type info struct {
 		ID       string    `json:"id"`

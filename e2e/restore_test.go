@@ -19,11 +19,8 @@ import (
 // checks the exact rows of each; targets outside the window and malformed
 // times are refused with the directory untouched.
 func TestRestoreToTargets(t *testing.T) {
-	base := testDir(t)
-	identity, recipient := keyPair(t, base)
-	repo := "file://" + repoDir(t, base)
-	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p", "max_wal_senders = 10")
-	primary.start()
+	arch := newArchiving(t)
+	base, identity, recipient, repo, primary := arch.base, arch.identity, arch.recipient, arch.repo, arch.primary
 	primary.psql("CREATE TABLE t (id int PRIMARY KEY)")
 	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
 	stopSwitching := primary.keepSwitching()
@@ -129,11 +126,8 @@ func TestRestoreToTargets(t *testing.T) {
 // A tablespace is restored where --tablespace-map says, and the restored
 // cluster uses it there.
 func TestRestoreTablespace(t *testing.T) {
-	base := testDir(t)
-	identity, recipient := keyPair(t, base)
-	repo := "file://" + repoDir(t, base)
-	primary := newPrimary(t, base, pgward+" --repo "+repo+" --recipient "+recipient+" wal-push %p", "max_wal_senders = 10")
-	primary.start()
+	arch := newArchiving(t)
+	base, identity, recipient, repo, primary := arch.base, arch.identity, arch.recipient, arch.repo, arch.primary
 	tsDir := filepath.Join(base, "ts-primary")
 	os.Mkdir(tsDir, 0o700)
 	own(t, tsDir)
