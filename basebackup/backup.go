@@ -113,7 +113,9 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	lk.setBackup(id)
+	if err := lk.setBackup(id); err != nil {
+		return nil, fmt.Errorf("record backup %s in the lock: %w", id, err)
+	}
 
 	opts := cfg.Options
 	if opts.Label == "" {

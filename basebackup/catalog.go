@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/storage"
@@ -116,6 +117,11 @@ func Pin(ctx context.Context, store storage.Backend, layout catalog.Layout, id s
 func Delete(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) (bool, error) {
 	if err := ValidateID(id); err != nil {
 		return false, err
+	}
+	// Never pull the parts from under a backup that is still being taken:
+	// its backup.json would name objects that are gone.
+	if held, err := readLock(ctx, store, layout.BackupLockKey()); err == nil && held.Backup == id && time.Now().Before(held.Expires) && !held.holderGone() {
+		return false, fmt.Errorf("backup %s is being taken now (%s): %w", id, held.Holder, ErrLocked)
 	}
 	found := false
 	if _, err := store.Stat(ctx, layout.BackupInfoKey(id)); err == nil {

@@ -50,13 +50,16 @@ type lock struct {
 	// onLoss is called once if the lock is lost (taken over, or not
 	// renewable before it expires).
 	onLoss func(error)
+	now    func() time.Time
 }
 
-// setBackup names the backup the lock is held for.
-func (l *lock) setBackup(id string) {
+// setBackup names the backup the lock is held for, in the lock object
+// too, so that delete can tell which backup is in progress.
+func (l *lock) setBackup(id string) error {
 	l.mu.Lock()
 	l.rec.Backup = id
 	l.mu.Unlock()
+	return l.renewOnce(l.now)
 }
 
 // acquireLock takes the lock, breaking one whose holder let its lease
@@ -65,7 +68,7 @@ func (l *lock) setBackup(id string) {
 func acquireLock(ctx context.Context, store storage.Backend, layout catalog.Layout, lease time.Duration, now func() time.Time, log *slog.Logger, onLoss func(error)) (*lock, error) {
 	host, _ := os.Hostname()
 	bootID, pidNS := processIdentity()
-	l := &lock{store: store, key: layout.BackupLockKey(), lease: lease, log: log, onLoss: onLoss,
+	l := &lock{store: store, key: layout.BackupLockKey(), lease: lease, log: log, onLoss: onLoss, now: now,
 		rec: lockRecord{Host: host, BootID: bootID, PIDNS: pidNS, PID: os.Getpid(), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Since: now().UTC()}}
 	for attempt := 0; attempt < 2; attempt++ {
 		l.rec.Expires = now().UTC().Add(lease)
@@ -203,6 +206,9 @@ func Lock(ctx context.Context, store storage.Backend, layout catalog.Layout, now
 	if err != nil {
 		return nil, err
 	}
-	l.setBackup("prune")
+	if err := l.setBackup("prune"); err != nil {
+		l.release(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	return func() { l.release(context.WithoutCancel(ctx)) }, nil
 }

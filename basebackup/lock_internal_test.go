@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,5 +72,29 @@ func TestHolderGone(t *testing.T) {
 	other.BootID = "another-boot"
 	if other.holderGone() {
 		t.Error("a holder of another kernel boot counted as gone without waiting for its lease")
+	}
+}
+
+// A backup still being taken cannot be deleted: its backup.json would
+// name parts that are gone.
+func TestDeleteRefusesTheBackupInProgress(t *testing.T) {
+	store := memory.New()
+	layout := catalog.Layout{Cluster: "c"}
+	l, err := acquireLock(t.Context(), store, layout, time.Hour, time.Now, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.setBackup("B1")
+	part := layout.BackupPartKey("B1", "base.tar", 0, ".zst")
+	store.Put(t.Context(), part, strings.NewReader("x"), 1, nil)
+	if _, err := Delete(t.Context(), store, layout, "B1"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Delete of the running backup = %v, want ErrLocked", err)
+	}
+	if _, err := store.Stat(t.Context(), part); err != nil {
+		t.Fatalf("the running backup's part was deleted: %v", err)
+	}
+	l.release(t.Context())
+	if found, err := Delete(t.Context(), store, layout, "B1"); err != nil || !found {
+		t.Fatalf("Delete after the backup ended = %v, %v", found, err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/zeebo/xxh3"
 
@@ -46,7 +45,6 @@ type storeSink struct {
 	inflight    []*part
 	dataBytes   int64
 	storedBytes int64
-	mu          sync.Mutex
 }
 
 // part is one object being written: plaintext goes through the sealer

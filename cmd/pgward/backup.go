@@ -18,6 +18,7 @@ import (
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/storage"
 )
 
 func backupCommand() *cli.Command {
@@ -169,19 +170,17 @@ func runBackupList(c *cli.Context) error {
 	return tw.Flush()
 }
 
-func oneID(c *cli.Context) (string, error) {
+// oneBackup reads the single backup id argument and opens the repository.
+func oneBackup(c *cli.Context) (string, storage.Backend, catalog.Layout, error) {
 	if c.NArg() != 1 {
-		return "", fmt.Errorf("%s takes one backup id (see 'pgward backup list')", c.Command.Name)
+		return "", nil, catalog.Layout{}, fmt.Errorf("%s takes one backup id (see 'pgward backup list')", c.Command.Name)
 	}
-	return c.Args().First(), nil
+	store, layout, err := settingsFrom(c).openRepo()
+	return c.Args().First(), store, layout, err
 }
 
 func runBackupShow(c *cli.Context) error {
-	id, err := oneID(c)
-	if err != nil {
-		return err
-	}
-	store, layout, err := settingsFrom(c).openRepo()
+	id, store, layout, err := oneBackup(c)
 	if err != nil {
 		return err
 	}
@@ -195,11 +194,7 @@ func runBackupShow(c *cli.Context) error {
 }
 
 func runBackupDelete(c *cli.Context) error {
-	id, err := oneID(c)
-	if err != nil {
-		return err
-	}
-	store, layout, err := settingsFrom(c).openRepo()
+	id, store, layout, err := oneBackup(c)
 	if err != nil {
 		return err
 	}
@@ -232,11 +227,7 @@ func runBackupDelete(c *cli.Context) error {
 }
 
 func runBackupPin(c *cli.Context, pin bool) error {
-	id, err := oneID(c)
-	if err != nil {
-		return err
-	}
-	store, layout, err := settingsFrom(c).openRepo()
+	id, store, layout, err := oneBackup(c)
 	if err != nil {
 		return err
 	}
