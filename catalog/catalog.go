@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -210,3 +211,34 @@ func KeepBackups(backups []BackupSummary, now time.Time, window time.Duration) m
 	}
 	return keep
 }
+
+// GlobalsDumpDir is the directory of the globals dumps (roles,
+// tablespaces) among the databases' directories. No database name maps to
+// it: DumpDatabaseDir always follows '%' with two hex digits.
+const GlobalsDumpDir = "%globals"
+
+// DumpsPrefix is the key prefix of the cluster's logical dumps.
+func (l Layout) DumpsPrefix() string { return l.Cluster + "/dumps/" }
+
+// DumpDatabaseDir is the directory of a database's dumps: its name with
+// every byte outside [A-Za-z0-9_.-], and a leading '.', written as %XX, so
+// that any name (even "a/../b") is one safe key segment.
+func DumpDatabaseDir(database string) string {
+	var b strings.Builder
+	for i := 0; i < len(database); i++ {
+		c := database[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == '.' && i > 0:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// DumpPrefix is the key prefix of one dump: <cluster>/dumps/<dir>/<id>/.
+func (l Layout) DumpPrefix(dir, id string) string { return l.DumpsPrefix() + dir + "/" + id + "/" }
+
+// DumpInfoKey is the key of a dump's dump.json, written last.
+func (l Layout) DumpInfoKey(dir, id string) string { return l.DumpPrefix(dir, id) + "dump.json" }
