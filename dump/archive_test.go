@@ -46,7 +46,7 @@ func TestReadArchiveStatsRefusesDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, in := range map[string][]byte{
-		"truncated": data[:len(data)-100],
+		"truncated":  data[:len(data)-100],
 		"not a dump": []byte("-- PostgreSQL database dump\n"),
 		"empty":      nil,
 	} {

@@ -172,6 +172,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			checkCommand(),
 			pruneCommand(),
 			verifyCommand(),
+			dumpCommand(),
 			keysCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits

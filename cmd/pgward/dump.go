@@ -1,0 +1,426 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgward/pgward/dump"
+	"github.com/pgward/pgward/restore"
+)
+
+func dumpCommand() *cli.Command {
+	pgBin := &cli.StringFlag{Name: "pg-bin", EnvVars: []string{"PGWARD_PG_BIN"}, Usage: "run pg_dump, pg_restore, initdb from `DIR` (default: /usr/lib/postgresql/<server major>/bin, then PATH)"}
+	keep := []cli.Flag{
+		&cli.IntFlag{Name: "keep-daily", EnvVars: []string{"PGWARD_KEEP_DAILY"}, Value: 7, Usage: "keep the newest dump of each of the last `N` days"},
+		&cli.IntFlag{Name: "keep-weekly", EnvVars: []string{"PGWARD_KEEP_WEEKLY"}, Value: 4, Usage: "then of `N` ISO weeks"},
+		&cli.IntFlag{Name: "keep-monthly", EnvVars: []string{"PGWARD_KEEP_MONTHLY"}, Value: 12, Usage: "then of `N` months"},
+		&cli.StringFlag{Name: "timezone", EnvVars: []string{"PGWARD_DUMP_TIMEZONE"}, Value: "Europe/Berlin", Usage: "time `ZONE` of the calendar days, weeks and months"},
+	}
+	return &cli.Command{
+		Name:  "dump",
+		Usage: "make logical dumps (pg_dump, per database, from the replica), each encrypted to its customer's key; list, restore, prune and drill them",
+		Description: `Without a subcommand, dumps every connectable database of --source but the
+templates (or each --database) with pg_dump in custom format, and the globals
+(roles, tablespaces) with pg_dumpall --globals-only. Each dump streams through
+compression and encryption into <cluster>/dumps/<database>/<id>/; dump.json is
+written last, with the table count and the rows of every table read from the
+dump as it passed. A failed pg_dump leaves no dump.json; pgward prints its
+error and exits 1 once every other database is done.
+
+Keys: --recipients-map FILE names each database's recipients (YAML):
+   operator: age1…                 # optional: added to every dump
+   default: age1…                  # databases no entry names
+   databases:
+     shop: age1…
+     "crm_*": [age1…, age1…]       # globs: the first match wins; a name beats a glob
+The globals dump is sealed to the operator (else the default). Without a map,
+every dump is sealed to --recipient.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", EnvVars: []string{"PGWARD_DUMP_SOURCE"}, Usage: "connection `STRING` of the server to dump (the replica)"},
+			&cli.StringSliceFlag{Name: "database", Usage: "dump only database `NAME` (repeatable)"},
+			&cli.BoolFlag{Name: "no-globals", Usage: "do not dump roles and tablespaces"},
+			&cli.StringFlag{Name: "recipients-map", EnvVars: []string{"PGWARD_RECIPIENTS_MAP"}, Usage: "YAML `FILE`: database name or glob → age recipients"},
+			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retry a dump a recovery conflict cancelled `N` times"},
+			&cli.DurationFlag{Name: "retry-delay", Value: 5 * time.Second, Hidden: true},
+			&cli.BoolFlag{Name: "pause-replay", Usage: "pause WAL replay on the standby while each dump runs (resumed on every exit)"},
+			pgBin,
+			&cli.BoolFlag{Name: "json", Usage: "print the dumps made as a JSON array"},
+		},
+		Action: runDump,
+		Subcommands: []*cli.Command{
+			{
+				Name: "list", Usage: "list dumps",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "database", Usage: "only database `NAME` ((globals) for the globals)"},
+					&cli.BoolFlag{Name: "json", Usage: "print a JSON array of dump.json records"},
+				},
+				Action: runDumpList,
+			},
+			{
+				Name: "restore", Usage: "restore a dump into a new (or, with --force, an existing) database",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "database", Usage: "the dumped database's `NAME`"},
+					&cli.StringFlag{Name: "at", Usage: "the newest dump started at or before `TIME` (RFC 3339 or YYYY-MM-DD HH:MM:SS, local time)"},
+					&cli.StringFlag{Name: "id", Usage: "the dump with this `ID` (see dump list)"},
+					&cli.StringFlag{Name: "into", Usage: "connection `STRING` of the target; its dbname is created"},
+					&cli.BoolFlag{Name: "force", Usage: "restore into an existing non-empty database (drops and recreates the dump's objects)"},
+					&cli.BoolFlag{Name: "no-owner", Usage: "give every object to the connecting role; skip privileges (for a server without the dump's roles)"},
+					pgBin,
+				},
+				Action: runDumpRestore,
+			},
+			{
+				Name: "prune", Usage: "delete dumps retention does not keep (daily/weekly/monthly, per database)",
+				Flags: append(append([]cli.Flag{}, keep...),
+					&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
+					&cli.BoolFlag{Name: "json", Usage: "print what was kept and deleted as JSON"}),
+				Action: runDumpPrune,
+			},
+			{
+				Name: "drill", Usage: "restore a random dump of the last week into a scratch database and check its tables and rows",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "database", Usage: "drill only database `NAME`"},
+					&cli.StringFlag{Name: "id", Usage: "drill the dump with this `ID`"},
+					&cli.StringFlag{Name: "drill-target", EnvVars: []string{"PGWARD_DRILL_TARGET"}, Usage: "connection `STRING` of a server to restore into (a scratch database is created and dropped); default: a throwaway local cluster"},
+					pgBin,
+					&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+					&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when the drill fails"},
+					&cli.StringFlag{Name: "metrics-file", Usage: "write the drill's metrics to `FILE` (node_exporter textfile format)"},
+				},
+				Action: runDumpDrill,
+			},
+		},
+	}
+}
+
+// dumpKeys resolves whom dumps are sealed to: the map, or --recipient.
+func dumpKeys(s settings, mapFile string) (dump.KeySource, error) {
+	if mapFile != "" {
+		if s.NoEncryption {
+			return nil, errors.New("--no-encryption and --recipients-map contradict each other: choose one")
+		}
+		return dump.LoadKeyMap(mapFile)
+	}
+	if _, err := s.sealer(); err != nil { // the same rules as every other write
+		return nil, err
+	}
+	r, err := dump.SingleRecipients(s.Recipient)
+	if err != nil {
+		return nil, err
+	}
+	return dump.Fixed(r), nil
+}
+
+func dumpCatalog(c *cli.Context) (dump.Catalog, error) {
+	s := settingsFrom(c)
+	log, err := s.logger(c.App.ErrWriter)
+	if err != nil {
+		return dump.Catalog{}, err
+	}
+	store, layout, err := s.openRepo()
+	if err != nil {
+		return dump.Catalog{}, err
+	}
+	return dump.Catalog{Store: store, Layout: layout, Logger: log}, nil
+}
+
+func runDump(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unknown dump subcommand %q (list, restore, prune, drill)", c.Args().First())
+	}
+	limitMemory(memoryLimit)
+	if c.String("source") == "" {
+		return errors.New("give --source (or PGWARD_DUMP_SOURCE): the connection string of the server to dump, typically the replica")
+	}
+	if c.Int("retries") < 0 {
+		return errors.New("--retries cannot be negative")
+	}
+	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	keys, err := dumpKeys(settingsFrom(c), c.String("recipients-map"))
+	if err != nil {
+		return err
+	}
+	now := time.Now
+	if os.Getenv("PGWARD_TEST_NOW") != "" {
+		t, err := probeNow()
+		if err != nil {
+			return err
+		}
+		now = func() time.Time { return t }
+	}
+	cfg := dump.Config{
+		Catalog: cat, Source: c.String("source"), Databases: c.StringSlice("database"), Globals: !c.Bool("no-globals"),
+		Keys: keys, Tools: dump.Tools{Dir: c.String("pg-bin")}, Retries: c.Int("retries"), RetryDelay: c.Duration("retry-delay"),
+		PauseReplay: c.Bool("pause-replay"), Now: now,
+	}
+	if f, ok := c.App.ErrWriter.(*os.File); ok && isTerminal(f) {
+		bar := newProgressBar(c.App.ErrWriter)
+		defer bar.done()
+		cfg.Progress = func(db string, done, total int64) { bar.update(done, total) }
+	}
+	res, err := dump.Run(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if res.Dumps == nil {
+			res.Dumps = []*dump.Info{}
+		}
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res.Dumps); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range res.Dumps {
+			fmt.Fprintf(c.App.Writer, "dumped %s: %s, %s stored, %d tables, %d rows, in %s\n", d.Name(), humanBytes(d.DataBytes),
+				humanBytes(d.StoredBytes), d.Tables, d.Rows, d.EndTime.Sub(d.StartTime).Round(time.Second))
+		}
+	}
+	for _, f := range res.Failed {
+		fmt.Fprintf(c.App.ErrWriter, "pgward: dump of %s failed: %v\n", f.Database, f.Err)
+	}
+	return res.Err()
+}
+
+func runDumpList(c *cli.Context) error {
+	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	dumps, err := cat.List(c.Context, c.String("database"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		if dumps == nil {
+			dumps = []*dump.Info{}
+		}
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(dumps)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DATABASE\tID\tSTARTED (UTC)\tDURATION\tDATA\tSTORED\tTABLES\tROWS\tKEYS")
+	for _, d := range dumps {
+		keys := "none (unencrypted)"
+		if len(d.Recipients) > 0 {
+			short := make([]string, len(d.Recipients))
+			for i, k := range d.Recipients {
+				short[i] = k[:min(len(k), 12)] + "…"
+			}
+			keys = strings.Join(short, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name(), d.ID, d.StartTime.Format("2006-01-02 15:04:05"),
+			d.EndTime.Sub(d.StartTime).Round(time.Second), humanBytes(d.DataBytes), humanBytes(d.StoredBytes), d.Tables, d.Rows, keys)
+	}
+	return tw.Flush()
+}
+
+func runDumpRestore(c *cli.Context) error {
+	limitMemory(memoryLimit)
+	db := c.String("database")
+	if db == "" {
+		return errors.New("give --database NAME: the database whose dump to restore (see 'pgward dump list')")
+	}
+	if c.String("into") == "" {
+		return errors.New("give --into: the connection string of the target server, with the dbname to create (e.g. 'host=/var/run/postgresql dbname=shop_restored')")
+	}
+	if c.IsSet("at") && c.IsSet("id") {
+		return errors.New("give --at or --id, not both")
+	}
+	var at time.Time
+	if v := c.String("at"); v != "" {
+		t, err := restore.ParseTime(v, time.Local)
+		if err != nil {
+			return fmt.Errorf("--at: %w", err)
+		}
+		at = t
+	}
+	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	opener, err := settingsFrom(c).opener()
+	if err != nil {
+		return err
+	}
+	info, err := cat.Find(c.Context, db, c.String("id"), at)
+	if err != nil {
+		return err
+	}
+	cfg := dump.RestoreConfig{Catalog: cat, Opener: opener, Dump: info, Into: c.String("into"), Force: c.Bool("force"),
+		NoOwner: c.Bool("no-owner"), Tools: dump.Tools{Dir: c.String("pg-bin")}}
+	if f, ok := c.App.ErrWriter.(*os.File); ok && isTerminal(f) {
+		bar := newProgressBar(c.App.ErrWriter)
+		defer bar.done()
+		cfg.Progress = bar.update
+	}
+	begun := time.Now()
+	if err := dump.Restore(c.Context, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "restored dump %s of %s (started %s) in %s\n", info.ID, info.Name(),
+		info.StartTime.Format(time.RFC3339), time.Since(begun).Round(time.Millisecond))
+	return nil
+}
+
+func dumpPolicy(c *cli.Context) (dump.Policy, error) {
+	loc, err := time.LoadLocation(c.String("timezone"))
+	if err != nil {
+		return dump.Policy{}, fmt.Errorf("--timezone %q: %w", c.String("timezone"), err)
+	}
+	p := dump.Policy{Daily: c.Int("keep-daily"), Weekly: c.Int("keep-weekly"), Monthly: c.Int("keep-monthly"), Location: loc}
+	return p, p.Validate()
+}
+
+func runDumpPrune(c *cli.Context) error {
+	policy, err := dumpPolicy(c)
+	if err != nil {
+		return err
+	}
+	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	now, err := probeNow()
+	if err != nil {
+		return err
+	}
+	return pruneDumps(c, cat, policy, now, c.Bool("dry-run"), c.Bool("json"), c.App.Writer)
+}
+
+func pruneDumps(c *cli.Context, cat dump.Catalog, policy dump.Policy, now time.Time, dryRun, asJSON bool, out io.Writer) error {
+	res, err := cat.Prune(c.Context, policy, now, dryRun)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	verb := "deleted"
+	if dryRun {
+		verb = "would delete"
+	}
+	for _, e := range res.Deleted {
+		fmt.Fprintf(out, "%s %s %s\n", verb, e.Database, e.ID)
+	}
+	for _, p := range res.Leftover {
+		fmt.Fprintf(out, "%s unfinished dump %s\n", verb, p)
+	}
+	fmt.Fprintf(out, "kept %d dumps, %s %d, %d unfinished\n", len(res.Kept), verb, len(res.Deleted), len(res.Leftover))
+	return nil
+}
+
+func runDumpDrill(c *cli.Context) error {
+	limitMemory(memoryLimit)
+	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	s := settingsFrom(c)
+	if s.IdentityFile == "" {
+		return errors.New("a drill decrypts dumps: give --identity-file (or PGWARD_IDENTITY_FILE) with the identities of the dumps' recipients")
+	}
+	opener, err := s.opener()
+	if err != nil {
+		return err
+	}
+	now, err := probeNow()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	m := newDrillMetrics(reg)
+	rep, derr := dump.Drill(c.Context, dump.DrillConfig{Catalog: cat, Opener: opener, Database: c.String("database"), ID: c.String("id"),
+		Target: c.String("drill-target"), Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: func() time.Time { return now }})
+	m.observe(rep)
+	if f := c.String("metrics-file"); f != "" {
+		if err := prometheus.WriteToTextfile(f, reg); err != nil {
+			return fmt.Errorf("--metrics-file: %w", err)
+		}
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printDrill(c.App.Writer, rep)
+	}
+	if derr != nil {
+		notify := newNotifier(c.String("notify-url"), cat.Layout.Cluster, prometheus.NewRegistry(), cat.Logger)
+		notify.failed(c.Context, "dump-drill", derr)
+		return withStatus(exitError, errSilent)
+	}
+	return nil
+}
+
+func printDrill(w io.Writer, rep *dump.DrillReport) {
+	status := "PASSED"
+	if !rep.OK {
+		status = "FAILED"
+	}
+	fmt.Fprintf(w, "drill %s", status)
+	if rep.DumpID != "" {
+		fmt.Fprintf(w, ": dump %s of %s (%s) restored into %s on %s", rep.DumpID, rep.Database,
+			rep.DumpTime.Format(time.RFC3339), rep.Scratch, rep.Target)
+	}
+	fmt.Fprintf(w, " in %s\n", rep.Duration.Round(time.Millisecond))
+	if rep.DumpID != "" {
+		fmt.Fprintf(w, "  tables: %d restored, %d dumped; rows: %d restored, %d dumped\n", rep.TablesSeen, rep.Tables, rep.RowsSeen, rep.Rows)
+	}
+	if rep.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", rep.Error)
+	}
+}
+
+// drillMetrics export drill outcomes: the sidecar serves them, a one-off
+// drill can write them for node_exporter.
+type drillMetrics struct {
+	lastRun, lastSuccess *prometheus.GaugeVec
+	failures             prometheus.Counter
+	ok                   prometheus.Gauge
+}
+
+func newDrillMetrics(reg prometheus.Registerer) *drillMetrics {
+	m := &drillMetrics{
+		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_run_timestamp_seconds",
+			Help: "When the last restore drill of a dump ended."}, nil),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_success_timestamp_seconds",
+			Help: "When the last restore drill that passed ended."}, nil),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pgward", Name: "dump_drill_failures_total",
+			Help: "Restore drills of dumps that failed."}),
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_ok",
+			Help: "1 if the last restore drill passed, 0 if it failed."}),
+	}
+	reg.MustRegister(m.lastRun, m.lastSuccess, m.failures, m.ok)
+	return m
+}
+
+func (m *drillMetrics) observe(rep *dump.DrillReport) {
+	now := float64(time.Now().Unix())
+	m.lastRun.WithLabelValues().Set(now)
+	if rep.OK {
+		m.lastSuccess.WithLabelValues().Set(now)
+		m.ok.Set(1)
+		return
+	}
+	m.failures.Inc()
+	m.ok.Set(0)
+}

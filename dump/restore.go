@@ -1,0 +1,189 @@
+package dump
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/zeebo/xxh3"
+
+	"github.com/pgward/pgward/internal/conninfo"
+	"github.com/pgward/pgward/seal"
+)
+
+// RestoreConfig restores one dump into a database.
+type RestoreConfig struct {
+	Catalog
+	Opener *seal.Opener
+	Dump   *Info
+	// Into is a connection string naming the target server and database
+	// (dbname); the database is created when missing.
+	Into string
+	// Force restores into an existing database that holds objects,
+	// replacing the dump's objects (pg_restore --clean --if-exists).
+	Force bool
+	// NoOwner leaves ownership and privileges to the connecting role, for
+	// a server that lacks the dump's roles.
+	NoOwner  bool
+	Tools    Tools
+	Progress func(done, total int64) // stored bytes read
+}
+
+// Restore creates the target database (or checks that an existing one
+// is empty) and runs pg_restore on the unsealed dump in one transaction:
+// a failure leaves nothing restored, and a database it created is
+// dropped again.
+func Restore(ctx context.Context, cfg RestoreConfig) error {
+	if cfg.Dump.Kind != KindDatabase {
+		return errors.New("only database dumps restore with pg_restore; the globals dump is SQL: unseal it and run it with psql (docs/operations.md)")
+	}
+	target, err := conninfo.Parse(cfg.Into)
+	if err != nil {
+		return fmt.Errorf("--into: %w", err)
+	}
+	dbname := target.Get("dbname")
+	if dbname == "" {
+		return errors.New("--into names no database: add dbname=NAME (the database to create and restore into)")
+	}
+	created, major, err := prepareTarget(ctx, target, dbname, cfg.Force)
+	if err != nil {
+		return err
+	}
+	err = pgRestore(ctx, cfg, target, major)
+	if err != nil && created {
+		if derr := dropDatabase(context.WithoutCancel(ctx), target, dbname); derr != nil {
+			cfg.Logger.Warn("could not drop the database created for the failed restore", "database", dbname, "err", derr)
+		}
+	}
+	return err
+}
+
+// prepareTarget creates dbname on the target server, or checks that an
+// existing one may be restored into. It returns the server's major version.
+func prepareTarget(ctx context.Context, target conninfo.Params, dbname string, force bool) (created bool, major int, err error) {
+	conn, err := connect(ctx, target, "postgres")
+	if err != nil {
+		return false, 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var versionNum int
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", dbname).
+		Scan(&versionNum, &exists); err != nil {
+		return false, 0, fmt.Errorf("query %s: %w", target.Describe(), err)
+	}
+	major = versionNum / 10000
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{dbname}.Sanitize()+" TEMPLATE template0"); err != nil {
+			return false, 0, fmt.Errorf("create database %q: %w", dbname, err)
+		}
+		return true, major, nil
+	}
+	db, err := connect(ctx, target, dbname)
+	if err != nil {
+		return false, 0, err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	var relations int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'`).Scan(&relations); err != nil {
+		return false, 0, fmt.Errorf("query %s: %w", target.Describe(), err)
+	}
+	if relations > 0 && !force {
+		return false, 0, fmt.Errorf("database %q already exists on %s and is not empty (%d relations): restore into a new database name, "+
+			"or give --force to restore into it (objects in the dump are dropped and recreated)", dbname, target.Without("dbname").Describe(), relations)
+	}
+	return false, major, nil
+}
+
+func dropDatabase(ctx context.Context, target conninfo.Params, dbname string) error {
+	conn, err := connect(ctx, target, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{dbname}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+// pgRestore streams the dump, unsealed and checked, into pg_restore.
+func pgRestore(ctx context.Context, cfg RestoreConfig, target conninfo.Params, major int) error {
+	program, err := cfg.Tools.Find("pg_restore", major)
+	if err != nil {
+		return err
+	}
+	key := cfg.Layout.DumpPrefix(cfg.Dump.Dir(), cfg.Dump.ID) + cfg.Dump.Object
+	rc, _, err := cfg.Store.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	var src io.Reader = rc
+	if cfg.Progress != nil {
+		src = &progressReader{r: rc, total: cfg.Dump.StoredBytes, fn: cfg.Progress}
+	}
+	plain, err := cfg.Opener.NewReader(src)
+	if err != nil {
+		return fmt.Errorf("open dump %s of %s: %w", cfg.Dump.ID, cfg.Dump.Name(), err)
+	}
+	defer plain.Close()
+
+	args := []string{"--exit-on-error", "--single-transaction"}
+	if cfg.NoOwner {
+		args = append(args, "--no-owner", "--no-privileges")
+	}
+	if cfg.Force {
+		args = append(args, "--clean", "--if-exists")
+	}
+	connStr, env := target.Command()
+	cmd := command(ctx, program, env, append(args, "--dbname="+connStr)...)
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start pg_restore: %w", err)
+	}
+	hash := xxh3.New128()
+	_, copyErr := io.Copy(io.MultiWriter(stdin, hash), plain)
+	if copyErr == nil {
+		sum := hash.Sum128().Bytes()
+		if got := hex.EncodeToString(sum[:]); got != cfg.Dump.Checksum {
+			copyErr = fmt.Errorf("dump %s of %s does not match its checksum (%s, recorded %s): it is damaged", cfg.Dump.ID, cfg.Dump.Name(), got, cfg.Dump.Checksum)
+		}
+	}
+	if copyErr != nil {
+		// Stop pg_restore before it sees the end of its input and commits.
+		cmd.Process.Kill()
+		cmd.Wait()
+		if strings.Contains(copyErr.Error(), "broken pipe") {
+			return programError("pg_restore", copyErr, stderr)
+		}
+		return fmt.Errorf("restore dump %s of %s: %w", cfg.Dump.ID, cfg.Dump.Name(), copyErr)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		return programError("pg_restore", err, stderr)
+	}
+	return nil
+}
+
+type progressReader struct {
+	r     io.Reader
+	n     int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	p.fn(p.n, p.total)
+	return n, err
+}
