@@ -277,17 +277,18 @@ func runDumpRestore(c *cli.Context) error {
 	return nil
 }
 
-func dumpPolicy(c *cli.Context) (dump.Policy, error) {
-	loc, err := time.LoadLocation(c.String("timezone"))
+// dumpPolicy reads the --keep-* flags, in the time zone of flag tzFlag.
+func dumpPolicy(c *cli.Context, tzFlag string) (dump.Policy, error) {
+	loc, err := time.LoadLocation(c.String(tzFlag))
 	if err != nil {
-		return dump.Policy{}, fmt.Errorf("--timezone %q: %w", c.String("timezone"), err)
+		return dump.Policy{}, fmt.Errorf("--%s %q: %w", tzFlag, c.String(tzFlag), err)
 	}
 	p := dump.Policy{Daily: c.Int("keep-daily"), Weekly: c.Int("keep-weekly"), Monthly: c.Int("keep-monthly"), Location: loc}
 	return p, p.Validate()
 }
 
 func runDumpPrune(c *cli.Context) error {
-	policy, err := dumpPolicy(c)
+	policy, err := dumpPolicy(c, "timezone")
 	if err != nil {
 		return err
 	}

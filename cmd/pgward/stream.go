@@ -61,6 +61,17 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when a scheduled backup or prune fails (retried)"},
 			&cli.StringFlag{Name: "prune-schedule", EnvVars: []string{"PGWARD_PRUNE_SCHEDULE"}, Value: "0 3 * * *", Usage: "apply retention at these times (five cron `FIELDS`, in --backup-timezone; empty: never)"},
 			&cli.DurationFlag{Name: "prune-window", EnvVars: []string{"PGWARD_PRUNE_WINDOW"}, Value: catalog.DefaultRetentionWindow, Usage: "the recovery `WINDOW` scheduled prunes keep"},
+			&cli.StringFlag{Name: "dump-source", EnvVars: []string{"PGWARD_DUMP_SOURCE"}, Usage: "make logical dumps on schedule from the server at connection `STRING` (the replica); empty: no dumps"},
+			&cli.StringFlag{Name: "dump-schedule", EnvVars: []string{"PGWARD_DUMP_SCHEDULE"}, Value: "0 0 * * *", Usage: "when to dump every database (five cron `FIELDS`, in --dump-timezone); old dumps are pruned after each run"},
+			&cli.StringFlag{Name: "dump-timezone", EnvVars: []string{"PGWARD_DUMP_TIMEZONE"}, Value: basebackup.DefaultTimezone, Usage: "time `ZONE` of the dump and drill schedules and of dump retention's days"},
+			&cli.StringFlag{Name: "recipients-map", EnvVars: []string{"PGWARD_RECIPIENTS_MAP"}, Usage: "YAML `FILE` naming each database's recipients (see pgward dump --help)"},
+			&cli.BoolFlag{Name: "dump-pause-replay", EnvVars: []string{"PGWARD_DUMP_PAUSE_REPLAY"}, Usage: "pause WAL replay on the standby while each scheduled dump runs"},
+			&cli.IntFlag{Name: "keep-daily", EnvVars: []string{"PGWARD_KEEP_DAILY"}, Value: 7, Usage: "dumps: keep the newest of each of the last `N` days"},
+			&cli.IntFlag{Name: "keep-weekly", EnvVars: []string{"PGWARD_KEEP_WEEKLY"}, Value: 4, Usage: "dumps: then of `N` ISO weeks"},
+			&cli.IntFlag{Name: "keep-monthly", EnvVars: []string{"PGWARD_KEEP_MONTHLY"}, Value: 12, Usage: "dumps: then of `N` months"},
+			&cli.StringFlag{Name: "drill-schedule", EnvVars: []string{"PGWARD_DRILL_SCHEDULE"}, Value: "0 6 * * 0", Usage: "restore-drill a random dump of the last week at these times (needs --identity-file; empty: never)"},
+			&cli.StringFlag{Name: "drill-target", EnvVars: []string{"PGWARD_DRILL_TARGET"}, Usage: "connection `STRING` of the server drills restore into (default: a throwaway local cluster)"},
+			&cli.StringFlag{Name: "pg-bin", EnvVars: []string{"PGWARD_PG_BIN"}, Usage: "run pg_dump, pg_restore, initdb from `DIR`"},
 		},
 		Action: runStream,
 	}
@@ -179,6 +190,9 @@ func runStream(c *cli.Context) error {
 				log.Info("scheduled prune done", "summary", lines[len(lines)-1])
 			}
 		})
+	}
+	if err := scheduleDumps(ctx, c, &wg, reg, notify, log); err != nil {
+		return err
 	}
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)

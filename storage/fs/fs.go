@@ -79,20 +79,29 @@ func (b *Backend) write(ctx context.Context, key string, r io.Reader, size int64
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := mkdirAllSync(dir); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, tempPrefix+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+	var f *os.File
+	// A Delete may remove the directory once empty, between its creation
+	// and the temporary file's: then make it again.
+	for attempt := 0; ; attempt++ {
+		if err := mkdirAllSync(dir); err != nil {
+			return fmt.Errorf("put %s: %w", key, err)
+		}
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
+			return fmt.Errorf("put %s: %w", key, err)
+		}
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
+			b.removeEmptyDirs(dir)
 		}
 	}()
 	n, err := io.Copy(f, ctxReader{ctx, r})
@@ -236,7 +245,19 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err := syncDir(filepath.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
+	b.removeEmptyDirs(filepath.Dir(p))
 	return nil
+}
+
+// removeEmptyDirs removes dir and its parents while they are empty, up to
+// the root (rmdir refuses a directory that is not): a deleted backup or
+// dump, or a failed write, leaves no empty directories behind.
+func (b *Backend) removeEmptyDirs(dir string) {
+	for ; dir != b.root && strings.HasPrefix(dir, b.root+string(filepath.Separator)); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			return
+		}
+	}
 }
 
 func notExist(key string, err error) error {

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgward/pgward/basebackup"
+	"github.com/pgward/pgward/dump"
+)
+
+// scheduleDumps starts the sidecar's nightly dumps (each run followed by
+// a prune) and weekly restore drills, when --dump-source is set.
+func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg prometheus.Registerer, notify *notifier, log *slog.Logger) error {
+	src := c.String("dump-source")
+	if src == "" {
+		return nil
+	}
+	tz := c.String("dump-timezone")
+	sched, err := basebackup.ParseSchedule(c.String("dump-schedule"), tz)
+	if err != nil {
+		return err
+	}
+	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	cat.Logger = log
+	s := settingsFrom(c)
+	keys, err := dumpKeys(s, c.String("recipients-map"))
+	if err != nil {
+		return err
+	}
+	policy, err := dumpPolicy(c, "dump-timezone")
+	if err != nil {
+		return err
+	}
+	tools := dump.Tools{Dir: c.String("pg-bin")}
+	cfg := dump.Config{Catalog: cat, Source: src, Globals: true, Keys: keys, Tools: tools, Retries: 3,
+		PauseReplay: c.Bool("dump-pause-replay")}
+	wg.Go(func() {
+		every(ctx, sched, "dump", log, func() {
+			res, err := dump.Run(ctx, cfg)
+			if err == nil {
+				err = res.Err()
+			}
+			if err != nil {
+				notify.failed(ctx, "dump", err)
+				return
+			}
+			pres, err := cat.Prune(ctx, policy, time.Now(), false)
+			if err != nil {
+				notify.failed(ctx, "dump-prune", err)
+				return
+			}
+			log.Info("scheduled dumps done", "dumps", len(res.Dumps), "pruned", len(pres.Deleted), "kept", len(pres.Kept))
+		})
+	})
+
+	spec := c.String("drill-schedule")
+	if spec == "" {
+		return nil
+	}
+	if s.IdentityFile == "" {
+		log.Warn("restore drills are off: --drill-schedule needs --identity-file to decrypt dumps (a host that only archives holds public keys)")
+		return nil
+	}
+	drillSched, err := basebackup.ParseSchedule(spec, tz)
+	if err != nil {
+		return err
+	}
+	opener, err := s.opener()
+	if err != nil {
+		return err
+	}
+	m := newDrillMetrics(reg)
+	dcfg := dump.DrillConfig{Catalog: cat, Opener: opener, Target: c.String("drill-target"), Tools: tools}
+	wg.Go(func() {
+		every(ctx, drillSched, "drill", log, func() {
+			rep, err := dump.Drill(ctx, dcfg)
+			m.observe(rep)
+			if err != nil {
+				notify.failed(ctx, "dump-drill", err)
+				return
+			}
+			log.Info("restore drill passed", "database", rep.Database, "dump_id", rep.DumpID, "tables", rep.TablesSeen, "rows", rep.RowsSeen)
+		})
+	})
+	return nil
+}
+
+// every runs job at each time of sched until ctx ends.
+func every(ctx context.Context, sched cron.Schedule, name string, log *slog.Logger, job func()) {
+	for {
+		next := sched.Next(time.Now())
+		log.Info("next run scheduled", "job", name, "at", next)
+		timer := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		job()
+	}
+}
