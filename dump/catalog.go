@@ -308,5 +308,5 @@ func marshalInfo(info *Info) ([]byte, error) {
 }
 
 func putJSON(ctx context.Context, store storage.Backend, key string, data []byte) error {
-	return store.Create(ctx, key, bytes.NewReader(data), int64(len(data)), map[string]string{"content-type": "application/json"})
+	return store.Create(ctx, key, bytes.NewReader(data), int64(len(data)), nil)
 }
