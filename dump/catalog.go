@@ -82,35 +82,52 @@ type Catalog struct {
 	Logger *slog.Logger
 }
 
-// List returns every dump (database "" for all; catalog.GlobalsDumpDir's
-// name "(globals)" selects the globals), oldest first.
-func (c *Catalog) List(ctx context.Context, database string) ([]*Info, error) {
+// DatabaseDir is the directory that holds database's dumps.
+func DatabaseDir(database string) string { return catalog.DumpDatabaseDir(database) }
+
+// List returns the dumps in directory dir (DatabaseDir(name), or
+// catalog.GlobalsDumpDir; "" for all), oldest first.
+func (c *Catalog) List(ctx context.Context, dir string) ([]*Info, error) {
+	infos, _, err := c.list(ctx, dir)
+	return infos, err
+}
+
+// list reads the finished dumps under dir from one listing, which also
+// gives the unfinished ones (no dump.json): their prefixes, with the time
+// of their newest object.
+func (c *Catalog) list(ctx context.Context, dir string) ([]*Info, map[string]time.Time, error) {
 	prefix := c.Layout.DumpsPrefix()
-	if database != "" {
-		dir := catalog.DumpDatabaseDir(database)
-		if database == "(globals)" {
-			dir = catalog.GlobalsDumpDir
-		}
+	if dir != "" {
 		prefix += dir + "/"
 	}
-	var keys []string
+	finished := map[string]string{} // dump prefix → dump.json key
+	newest := map[string]time.Time{}
 	err := c.Store.List(ctx, prefix, func(o storage.ObjectInfo) error {
-		if strings.HasSuffix(o.Key, "/dump.json") {
-			keys = append(keys, o.Key)
+		parts := strings.SplitN(strings.TrimPrefix(o.Key, c.Layout.DumpsPrefix()), "/", 3)
+		if len(parts) < 3 {
+			return nil
+		}
+		p := c.Layout.DumpPrefix(parts[0], parts[1])
+		if parts[2] == "dump.json" {
+			finished[p] = o.Key
+		}
+		if o.ModTime.After(newest[p]) {
+			newest[p] = o.ModTime
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list dumps: %w", err)
+		return nil, nil, fmt.Errorf("list dumps: %w", err)
 	}
 	var out []*Info
-	for _, k := range keys {
-		info, err := c.read(ctx, k)
+	for p, key := range finished {
+		delete(newest, p)
+		info, err := c.read(ctx, key)
 		if errors.Is(err, storage.ErrNotExist) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, info)
 	}
@@ -120,7 +137,7 @@ func (c *Catalog) List(ctx context.Context, database string) ([]*Info, error) {
 		}
 		return strings.Compare(a.Dir(), b.Dir())
 	})
-	return out, nil
+	return out, newest, nil
 }
 
 func (c *Catalog) read(ctx context.Context, key string) (*Info, error) {
@@ -140,13 +157,21 @@ func (c *Catalog) read(ctx context.Context, key string) (*Info, error) {
 	if info.Format != InfoFormat {
 		return nil, fmt.Errorf("read %s: dump format %d is not one this pgward reads (%d)", key, info.Format, InfoFormat)
 	}
+	// Keys are built from what dump.json says (delete, restore, drill): it
+	// must name the dump it sits in, and objects inside it.
+	if (info.Kind != KindDatabase && info.Kind != KindGlobals) || info.ID == "" ||
+		key != c.Layout.DumpInfoKey(info.Dir(), info.ID) || !plainName(info.Object) ||
+		(info.TablesObject != "" && !plainName(info.TablesObject)) {
+		return nil, fmt.Errorf("read %s: it does not describe the dump it sits in (kind %q, database %q, id %q, object %q): not trusted; inspect it by hand",
+			key, info.Kind, info.Database, info.ID, info.Object)
+	}
 	return &info, nil
 }
 
 // Find returns the dump of database with id, or, with id "", the newest
 // one that started at or before at (the newest of all when at is zero).
 func (c *Catalog) Find(ctx context.Context, database, id string, at time.Time) (*Info, error) {
-	dumps, err := c.List(ctx, database)
+	dumps, err := c.List(ctx, DatabaseDir(database))
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +247,7 @@ func (c *Catalog) Prune(ctx context.Context, policy Policy, now time.Time, dryRu
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
-	dumps, err := c.List(ctx, "")
+	dumps, unfinished, err := c.list(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -231,12 +256,10 @@ func (c *Catalog) Prune(ctx context.Context, policy Policy, now time.Time, dryRu
 		byDir[d.Dir()] = append(byDir[d.Dir()], d)
 	}
 	res := &PruneResult{}
-	finished := map[string]bool{}
 	for _, list := range byDir {
 		dated := make([]Dated, len(list))
 		for i, d := range list {
 			dated[i] = Dated{ID: d.ID, Time: d.StartTime}
-			finished[c.Layout.DumpPrefix(d.Dir(), d.ID)] = true
 		}
 		keep := policy.Keep(dated)
 		for _, d := range list {
@@ -253,26 +276,9 @@ func (c *Catalog) Prune(ctx context.Context, policy Policy, now time.Time, dryRu
 			}
 		}
 	}
-	// Unfinished dumps: prefixes without dump.json, judged by their
-	// newest object.
-	newest := map[string]time.Time{}
-	err = c.Store.List(ctx, c.Layout.DumpsPrefix(), func(o storage.ObjectInfo) error {
-		rest := strings.TrimPrefix(o.Key, c.Layout.DumpsPrefix())
-		parts := strings.SplitN(rest, "/", 3)
-		if len(parts) < 3 {
-			return nil
-		}
-		prefix := c.Layout.DumpPrefix(parts[0], parts[1])
-		if o.ModTime.After(newest[prefix]) {
-			newest[prefix] = o.ModTime
-		}
-		return nil
-	})
-	if err != nil {
-		return res, fmt.Errorf("list dumps: %w", err)
-	}
-	for prefix, mod := range newest {
-		if finished[prefix] || now.Sub(mod) < leftoverAge {
+	// Unfinished dumps, judged by their newest object.
+	for prefix, mod := range unfinished {
+		if now.Sub(mod) < leftoverAge {
 			continue
 		}
 		if _, err := c.Store.Stat(ctx, prefix+"dump.json"); err == nil {
@@ -309,4 +315,9 @@ func marshalInfo(info *Info) ([]byte, error) {
 
 func putJSON(ctx context.Context, store storage.Backend, key string, data []byte) error {
 	return store.Create(ctx, key, bytes.NewReader(data), int64(len(data)), nil)
+}
+
+// plainName reports whether name is one object name, not a path.
+func plainName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\\")
 }

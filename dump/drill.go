@@ -119,7 +119,11 @@ func drill(ctx context.Context, cfg DrillConfig, rep *DrillReport) error {
 // pickDrill picks the dump to drill: by ID, else a random one of the
 // last week (of Database, if given).
 func pickDrill(ctx context.Context, cfg DrillConfig) (*Info, error) {
-	dumps, err := cfg.List(ctx, cfg.Database)
+	dir := ""
+	if cfg.Database != "" {
+		dir = DatabaseDir(cfg.Database)
+	}
+	dumps, err := cfg.List(ctx, dir)
 	if err != nil {
 		return nil, err
 	}

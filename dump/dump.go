@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,9 +91,19 @@ type server struct {
 	pgDumpAll             string
 }
 
+// database is one dump to make: a database, or the globals.
 type database struct {
 	name, owner string
 	size        int64
+	globals     bool
+}
+
+// label names the dump in messages.
+func (d database) label() string {
+	if d.globals {
+		return "(globals)"
+	}
+	return d.name
 }
 
 // Run dumps the databases (and the globals) of the source, one at a
@@ -147,17 +160,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{}
 	if cfg.Globals {
-		info, err := cfg.withRetries(ctx, srv, database{name: "(globals)"})
-		if err != nil {
-			res.Failed = append(res.Failed, Failure{Database: "(globals)", Err: err})
-		} else {
-			res.Dumps = append(res.Dumps, info)
-		}
+		dbs = append([]database{{globals: true}}, dbs...)
 	}
 	for _, db := range dbs {
 		info, err := cfg.withRetries(ctx, srv, db)
 		if err != nil {
-			res.Failed = append(res.Failed, Failure{Database: db.name, Err: err})
+			res.Failed = append(res.Failed, Failure{Database: db.label(), Err: err})
 			if ctx.Err() != nil {
 				return res, nil
 			}
@@ -205,7 +213,10 @@ func listDatabases(ctx context.Context, conn *pgx.Conn, want []string) ([]databa
 		return all, nil
 	}
 	var out []database
-	for _, name := range want {
+	for i, name := range want {
+		if slices.Contains(want[:i], name) {
+			continue // named twice: dump once
+		}
 		found := false
 		for _, d := range all {
 			if d.name == name {
@@ -242,10 +253,10 @@ func (cfg *Config) withRetries(ctx context.Context, srv *server, db database) (*
 			return info, nil
 		}
 		if !errors.Is(err, errConflict) || attempt > cfg.Retries || ctx.Err() != nil {
-			cfg.Logger.Error("dump failed", "database", db.name, "attempt", attempt, "err", err)
+			cfg.Logger.Error("dump failed", "database", db.label(), "attempt", attempt, "err", err)
 			return nil, err
 		}
-		cfg.Logger.Warn("dump cancelled by a recovery conflict; retrying", "database", db.name, "attempt", attempt, "retry_in", delay, "err", err)
+		cfg.Logger.Warn("dump cancelled by a recovery conflict; retrying", "database", db.label(), "attempt", attempt, "retry_in", delay, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -258,13 +269,13 @@ func (cfg *Config) withRetries(ctx context.Context, srv *server, db database) (*
 // dumpOne runs pg_dump (or pg_dumpall --globals-only) and streams its
 // output sealed into the repository; dump.json comes last.
 func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attempt int) (*Info, error) {
-	globals := db.name == "(globals)"
+	globals := db.globals
 	info := &Info{Format: InfoFormat, Kind: KindDatabase, Database: db.name, Owner: db.owner,
 		ServerVersion: srv.version, PgDumpVersion: srv.pgDumpVersion, Attempts: attempt, Object: dataObject}
 	var keys Recipients
 	var err error
 	if globals {
-		info.Kind, info.Database, info.Object = KindGlobals, "", globalsObject
+		info.Kind, info.Object = KindGlobals, globalsObject
 		keys, err = cfg.Keys.ForGlobals()
 	} else {
 		keys, err = cfg.Keys.For(db.name)
@@ -293,13 +304,15 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 		info.ReplayPaused = true
 	}
 
-	connStr, env := srv.params.With("dbname", db.name).Command()
-	var cmd = command(ctx, srv.pgDump, env, "--format=custom", "--compress=0", "--dbname="+connStr)
+	var cmd *exec.Cmd
 	name := "pg_dump"
 	if globals {
-		connStr, env = srv.params.Command()
-		cmd = command(ctx, srv.pgDumpAll, env, "--globals-only", "--dbname="+connStr)
 		name = "pg_dumpall"
+		connStr, env := srv.params.Command()
+		cmd = command(ctx, srv.pgDumpAll, env, "--globals-only", "--dbname="+connStr)
+	} else {
+		connStr, env := srv.params.With("dbname", db.name).Command()
+		cmd = command(ctx, srv.pgDump, env, "--format=custom", "--compress=0", "--dbname="+connStr)
 	}
 	stderr := &tailBuffer{max: 8 << 10}
 	cmd.Stderr = stderr
@@ -382,10 +395,11 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 		data, _ := json.Marshal(stats.TableData)
 		info.TablesObject = tablesObject + sealer.Suffix()
 		tkey := cfg.Layout.DumpPrefix(info.Dir(), info.ID) + info.TablesObject
-		tpr, tpw := io.Pipe()
-		go func() { tpw.CloseWithError(sealer.SealBytes(tpw, data)) }()
-		if err := cfg.Store.Create(ctx, tkey, tpr, -1, nil); err != nil {
-			tpr.CloseWithError(err)
+		var sealed bytes.Buffer
+		if err := sealer.SealBytes(&sealed, data); err != nil {
+			return nil, fmt.Errorf("seal %s: %w", tkey, err)
+		}
+		if err := cfg.Store.Create(ctx, tkey, &sealed, int64(sealed.Len()), nil); err != nil {
 			return nil, fmt.Errorf("store %s: %w", tkey, err)
 		}
 	}

@@ -65,7 +65,9 @@ func startScratchCluster(ctx context.Context, tools Tools, major int, log *slog.
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("throwaway cluster: %w: %s", err, log)
 	}
-	sc.params, _ = conninfo.Parse(fmt.Sprintf("host=%s port=5432 user=pgward dbname=postgres", dir))
+	for _, kv := range [][2]string{{"host", dir}, {"port", "5432"}, {"user", "pgward"}, {"dbname", "postgres"}} {
+		sc.params.Set(kv[0], kv[1])
+	}
 	return sc, nil
 }
 

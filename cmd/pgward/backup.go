@@ -152,9 +152,7 @@ func runBackupList(c *cli.Context) error {
 		if backups == nil {
 			backups = []basebackup.Listed{}
 		}
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(backups)
+		return printJSON(c.App.Writer, backups)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFINISHED (UTC)\tDURATION\tTIMELINE\tSTART LSN\tSTOP LSN\tDATA\tSTORED\tPINNED")
@@ -188,9 +186,7 @@ func runBackupShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(c.App.Writer)
-	enc.SetIndent("", "  ")
-	return enc.Encode(b)
+	return printJSON(c.App.Writer, b)
 }
 
 func runBackupDelete(c *cli.Context) error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -49,9 +48,7 @@ identity (--identity-file).`,
 				if r.Reasons == nil {
 					r.Reasons = []string{}
 				}
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
+				if err := printJSON(c.App.Writer, r); err != nil {
 					return err
 				}
 			} else {

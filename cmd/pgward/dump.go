@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/dump"
 	"github.com/pgward/pgward/restore"
 )
@@ -60,7 +60,8 @@ every dump is sealed to --recipient.`,
 			{
 				Name: "list", Usage: "list dumps",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "database", Usage: "only database `NAME` ((globals) for the globals)"},
+					&cli.StringFlag{Name: "database", Usage: "only database `NAME`"},
+					&cli.BoolFlag{Name: "globals", Usage: "only the globals dumps (roles, tablespaces)"},
 					&cli.BoolFlag{Name: "json", Usage: "print a JSON array of dump.json records"},
 				},
 				Action: runDumpList,
@@ -178,9 +179,7 @@ func runDump(c *cli.Context) error {
 		if res.Dumps == nil {
 			res.Dumps = []*dump.Info{}
 		}
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res.Dumps); err != nil {
+		if err := printJSON(c.App.Writer, res.Dumps); err != nil {
 			return err
 		}
 	} else {
@@ -200,7 +199,16 @@ func runDumpList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dumps, err := cat.List(c.Context, c.String("database"))
+	dir := ""
+	switch {
+	case c.IsSet("database") && c.Bool("globals"):
+		return errors.New("give --database or --globals, not both")
+	case c.IsSet("database"):
+		dir = dump.DatabaseDir(c.String("database"))
+	case c.Bool("globals"):
+		dir = catalog.GlobalsDumpDir
+	}
+	dumps, err := cat.List(c.Context, dir)
 	if err != nil {
 		return err
 	}
@@ -208,9 +216,7 @@ func runDumpList(c *cli.Context) error {
 		if dumps == nil {
 			dumps = []*dump.Info{}
 		}
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(dumps)
+		return printJSON(c.App.Writer, dumps)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATABASE\tID\tSTARTED (UTC)\tDURATION\tDATA\tSTORED\tTABLES\tROWS\tKEYS")
@@ -309,9 +315,7 @@ func pruneDumps(c *cli.Context, cat dump.Catalog, policy dump.Policy, now time.T
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return printJSON(out, res)
 	}
 	verb := "deleted"
 	if dryRun {
@@ -356,9 +360,7 @@ func runDumpDrill(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(c.App.Writer, rep); err != nil {
 			return err
 		}
 	} else {
@@ -394,17 +396,16 @@ func printDrill(w io.Writer, rep *dump.DrillReport) {
 // drillMetrics export drill outcomes: the sidecar serves them, a one-off
 // drill can write them for node_exporter.
 type drillMetrics struct {
-	lastRun, lastSuccess *prometheus.GaugeVec
-	failures             prometheus.Counter
-	ok                   prometheus.Gauge
+	lastRun, lastSuccess, ok prometheus.Gauge
+	failures                 prometheus.Counter
 }
 
 func newDrillMetrics(reg prometheus.Registerer) *drillMetrics {
 	m := &drillMetrics{
-		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_run_timestamp_seconds",
-			Help: "When the last restore drill of a dump ended."}, nil),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_success_timestamp_seconds",
-			Help: "When the last restore drill that passed ended."}, nil),
+		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_run_timestamp_seconds",
+			Help: "When the last restore drill of a dump ended."}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_success_timestamp_seconds",
+			Help: "When the last restore drill that passed ended."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pgward", Name: "dump_drill_failures_total",
 			Help: "Restore drills of dumps that failed."}),
 		ok: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_ok",
@@ -415,10 +416,9 @@ func newDrillMetrics(reg prometheus.Registerer) *drillMetrics {
 }
 
 func (m *drillMetrics) observe(rep *dump.DrillReport) {
-	now := float64(time.Now().Unix())
-	m.lastRun.WithLabelValues().Set(now)
+	m.lastRun.SetToCurrentTime()
 	if rep.OK {
-		m.lastSuccess.WithLabelValues().Set(now)
+		m.lastSuccess.SetToCurrentTime()
 		m.ok.Set(1)
 		return
 	}

@@ -46,12 +46,18 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 	wg.Go(func() {
 		every(ctx, sched, "dump", log, func() {
 			res, err := dump.Run(ctx, cfg)
-			if err == nil {
-				err = res.Err()
+			if ctx.Err() != nil {
+				return // a shutdown
 			}
 			if err != nil {
 				notify.failed(ctx, "dump", err)
 				return
+			}
+			if err := res.Err(); err != nil {
+				notify.failed(ctx, "dump", err)
+				// Prune all the same: retention counts the dumps that
+				// exist, so a database that keeps failing keeps its last
+				// good ones, and the others are not held back.
 			}
 			pres, err := cat.Prune(ctx, policy, time.Now(), false)
 			if err != nil {
@@ -83,6 +89,9 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 	wg.Go(func() {
 		every(ctx, drillSched, "drill", log, func() {
 			rep, err := dump.Drill(ctx, dcfg)
+			if ctx.Err() != nil {
+				return // a shutdown, not a verdict on the dump
+			}
 			m.observe(rep)
 			if err != nil {
 				notify.failed(ctx, "dump-drill", err)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -177,4 +178,11 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
 	}
+}
+
+// printJSON writes v as indented JSON, for --json output.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

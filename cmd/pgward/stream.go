@@ -170,25 +170,18 @@ func runStream(c *cli.Context) error {
 		}
 		window := c.Duration("prune-window")
 		wg.Go(func() {
-			for {
-				next := sched.Next(time.Now())
-				log.Info("next prune scheduled", "at", next)
-				timer := time.NewTimer(time.Until(next))
-				select {
-				case <-ctx.Done():
-					timer.Stop()
-					return
-				case <-timer.C:
-				}
+			every(ctx, sched, "prune", log, func() {
 				var out strings.Builder
-				if err := prune(ctx, a, log, time.Now(), window, false, &out); err != nil && ctx.Err() == nil {
-					log.Error("scheduled prune failed", "err", err)
-					notify.failed(ctx, "prune", err)
-					continue
+				if err := prune(ctx, a, log, time.Now(), window, false, &out); err != nil {
+					if ctx.Err() == nil {
+						log.Error("scheduled prune failed", "err", err)
+						notify.failed(ctx, "prune", err)
+					}
+					return
 				}
 				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 				log.Info("scheduled prune done", "summary", lines[len(lines)-1])
-			}
+			})
 		})
 	}
 	if err := scheduleDumps(ctx, c, &wg, reg, notify, log); err != nil {
