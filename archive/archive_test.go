@@ -1194,3 +1194,48 @@ func TestSpoolClaimWipesOtherOrigin(t *testing.T) {
 		t.Fatalf("Take after the origin changed = %v, %v; want false, nil", took, err)
 	}
 }
+
+// The prefetcher must not spool the stream's partial under the segment's
+// name: the whole segment may be stored after, and the spool would still
+// hand the zero-padded partial to recovery.
+func TestPrefetchNeverSpoolsStreamPartial(t *testing.T) {
+	k := newKeys(t)
+	a := newArchive(memory.New(), "main", k)
+	pushSegments(t, a, baseSeg+1, baseSeg+1)
+	whole := segmentData(segSpec{segno: baseSeg + 2, sysid: testSysID})
+	partial := append(append([]byte(nil), whole[:len(whole)/2]...), make([]byte, len(whole)-len(whole)/2)...)
+	next := segName(baseSeg + 2)
+	if err := a.PutStreamPartial(t.Context(), next, partial, wal.LSN(1)); err != nil {
+		t.Fatal(err)
+	}
+	s := archive.Spool{Dir: filepath.Join(t.TempDir(), "spool")}
+	if err := s.Want(segName(baseSeg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Prefetch(t.Context(), s, 3, testSegSize); err != nil {
+		t.Fatalf("Prefetch: %v", err)
+	}
+	if got := spoolSegments(t, s.Dir); !slices.Equal(got, []string{segName(baseSeg + 1)}) {
+		t.Fatalf("spool holds %q, want only the whole segment before the partial", got)
+	}
+	// wal-fetch itself still serves the partial while it is all there is.
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if err := a.Fetch(t.Context(), next, dest); err != nil {
+		t.Fatalf("Fetch of a segment stored only as the stream's partial: %v", err)
+	}
+	assertFile(t, dest, partial)
+	// Once the whole segment is stored, that is what recovery gets.
+	if _, err := a.Push(t.Context(), writeFile(t, t.TempDir(), next, whole)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteStreamPartial(t.Context(), next); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Take(next, dest); ok || err != nil {
+		t.Fatalf("Take(%s) = %v, %v: the spool served something for a segment it never held whole", next, ok, err)
+	}
+	if err := a.Fetch(t.Context(), next, dest); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, dest, whole)
+}

@@ -23,12 +23,30 @@ import (
 // at dest complete and verified, or not at all: it is written to a
 // temporary file in dest's directory, checked against the checksum stored
 // with the object, and renamed into place. It returns an error wrapping
-// ErrNotFound when the repository does not hold the file.
+// ErrNotFound when the repository does not hold the file. A segment stored
+// only as the stream's newest partial is served as that partial: recovery
+// then reaches the last second the stream stored.
 func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
+	return a.fetch(ctx, name, dest, fetchOptions{partial: true})
+}
+
+// fetchOptions say how a fetch differs for the prefetch spool.
+type fetchOptions struct {
+	// partial serves the stream's partial for a segment not stored
+	// whole. Only the fetch PostgreSQL waits on may: a spooled partial
+	// would be served later, after the whole segment has been stored.
+	partial bool
+	// durable syncs the file before it is renamed into place: the spool
+	// must survive a crash of the host, while PostgreSQL itself makes
+	// what restore_command wrote durable.
+	durable bool
+}
+
+func (a *Archive) fetch(ctx context.Context, name, dest string, opt fetchOptions) error {
 	if _, err := wal.ParseFileName(name); err != nil {
 		return err
 	}
-	rc, info, err := a.open(ctx, name)
+	rc, info, err := a.open(ctx, name, opt.partial)
 	if err != nil {
 		return err
 	}
@@ -46,7 +64,11 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 	}()
 	var n int64
 	var sum string
-	if info.Size >= 0 && info.Size <= openInMemoryMax {
+	plainSize := info.Size // a sealed object is never larger than its plaintext by much
+	if v, err := strconv.ParseInt(info.Metadata[MetaSize], 10, 64); err == nil {
+		plainSize = v
+	}
+	if info.Size >= 0 && info.Size <= openInMemoryMax && plainSize <= openInMemoryMax {
 		// A segment-sized object: read it whole and decompress its frames
 		// in parallel, then write the file in one go.
 		sealed, err := io.ReadAll(io.LimitReader(rc, openInMemoryMax+1))
@@ -75,6 +97,11 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) error {
 	}
 	if want := info.Metadata[MetaChecksum]; want != "" && sum != want {
 		return fmt.Errorf("fetch %s: %w: the unsealed file's checksum is %s, the object records %s", name, seal.ErrCorrupt, short(sum), short(want))
+	}
+	if opt.durable {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fetch %s: %w", name, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
@@ -119,8 +146,9 @@ func RemoveStaleTemps(dir string, olderThan time.Duration) {
 }
 
 // open finds the object for name under either suffix, trying first the
-// one this host can decrypt.
-func (a *Archive) open(ctx context.Context, name string) (io.ReadCloser, storage.ObjectInfo, error) {
+// one this host can decrypt, and, when partial allows, the stream's
+// partial of a segment not stored whole.
+func (a *Archive) open(ctx context.Context, name string, partial bool) (io.ReadCloser, storage.ObjectInfo, error) {
 	suffixes := []string{seal.SuffixEncrypted, seal.SuffixPlain}
 	if !a.Opener.CanDecrypt() {
 		suffixes[0], suffixes[1] = suffixes[1], suffixes[0]
@@ -136,7 +164,7 @@ func (a *Archive) open(ctx context.Context, name string) (io.ReadCloser, storage
 	}
 	// A segment not stored whole may exist as the stream's newest partial:
 	// serving it lets recovery reach the last second the stream stored.
-	if f, err := wal.ParseFileName(name); err == nil && f.Kind == wal.KindSegment {
+	if f, err := wal.ParseFileName(name); partial && err == nil && f.Kind == wal.KindSegment {
 		for _, s := range suffixes {
 			rc, info, err := a.Store.Get(ctx, a.Layout.WALKey(name+wal.PartialSuffix, s))
 			if err == nil {

@@ -228,7 +228,7 @@ func (a *Archive) Prefetch(ctx context.Context, s Spool, count int, segSize uint
 					if stopped {
 						return
 					}
-					err := a.Fetch(ctx, n, filepath.Join(s.Dir, n))
+					err := a.fetch(ctx, n, filepath.Join(s.Dir, n), fetchOptions{durable: true})
 					if err == nil {
 						log.Debug("segment prefetched", "segment", n)
 						continue
