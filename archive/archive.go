@@ -181,6 +181,11 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	}
 	log := a.logger().With("segment", name)
 
+	// The stream's provisional partial gives way to the one PostgreSQL
+	// archives at promotion, which ends at the switch: under the same key
+	// it is replaced in one write (Put), so the repository is never
+	// without it; under the other suffix it is removed once ours is stored.
+	replace, staleOther := false, ""
 	for _, o := range []struct {
 		info storage.ObjectInfo
 		err  error
@@ -192,14 +197,18 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 			return 0, fmt.Errorf("push %s: check for an existing copy: %w", name, o.err)
 		}
 		if fn.Kind == wal.KindPartial && o.info.Metadata[MetaSource] == SourceStream && o.info.Metadata[MetaChecksum] != sum {
-			// The stream's provisional partial gives way to the one
-			// PostgreSQL archives at promotion, which ends at the switch.
-			if err := a.Store.Delete(ctx, o.info.Key); err != nil {
-				return 0, fmt.Errorf("push %s: replace the stream's partial: %w", name, err)
+			if o.info.Key == key {
+				replace = true
+			} else {
+				staleOther = o.info.Key
 			}
 			continue
 		}
 		return a.matchStored(o.info, name, sum)
+	}
+	store := a.Store.Create
+	if replace {
+		store = a.Store.Put
 	}
 
 	// The file must come from the system this repository cluster belongs
@@ -239,7 +248,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	start := time.Now()
 	meta := map[string]string{MetaChecksum: sum, MetaSize: strconv.FormatInt(size, 10)}
 	if sealed != nil {
-		err = a.Store.Create(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
+		err = store(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
 	} else {
 		// Too big to hold: stream it, sealing as the backend reads.
 		pr, pw := io.Pipe()
@@ -248,7 +257,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 			defer close(done)
 			pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size)))
 		}()
-		err = a.Store.Create(ctx, key, pr, -1, meta)
+		err = store(ctx, key, pr, -1, meta)
 		pr.CloseWithError(err) // unblocks the sealing goroutine if Create gave up early
 		<-done
 	}
@@ -262,6 +271,11 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("push %s: %w", name, err)
+	}
+	if staleOther != "" {
+		if err := a.Store.Delete(ctx, staleOther); err != nil {
+			return 0, fmt.Errorf("push %s: remove the stream's partial: %w", name, err)
+		}
 	}
 	log.Debug("segment archived", "key", key, "bytes", size, "duration", time.Since(start))
 	return Stored, nil

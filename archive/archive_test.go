@@ -1239,3 +1239,41 @@ func TestPrefetchNeverSpoolsStreamPartial(t *testing.T) {
 	}
 	assertFile(t, dest, whole)
 }
+
+// At promotion PostgreSQL archives <segment>.partial; it replaces the
+// stream's partial of that name, and after that the stream's never
+// replaces it back.
+func TestPushedPartialReplacesStreamPartial(t *testing.T) {
+	ctx := t.Context()
+	k := newKeys(t)
+	store := memory.New()
+	a := newArchive(store, "main", k)
+	pushSegments(t, a, baseSeg, baseSeg)
+	seg := segName(baseSeg + 1)
+	whole := segmentData(segSpec{segno: baseSeg + 1, sysid: testSysID})
+	streamed := append(append([]byte(nil), whole[:len(whole)/4]...), make([]byte, len(whole)-len(whole)/4)...)
+	promoted := append(append([]byte(nil), whole[:len(whole)/2]...), make([]byte, len(whole)-len(whole)/2)...)
+	if err := a.PutStreamPartial(ctx, seg, streamed, wal.LSN(1)); err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, t.TempDir(), seg+wal.PartialSuffix, promoted)
+	if res, err := a.Push(ctx, path); err != nil || res != archive.Stored {
+		t.Fatalf("Push of PostgreSQL's partial = %v, %v", res, err)
+	}
+	dest := filepath.Join(t.TempDir(), "x")
+	if err := a.Fetch(ctx, seg+wal.PartialSuffix, dest); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, dest, promoted)
+	if res, err := a.Push(ctx, path); err != nil || res != archive.AlreadyStored {
+		t.Fatalf("second Push = %v, %v, want already stored", res, err)
+	}
+	if err := a.PutStreamPartial(ctx, seg, whole, wal.LSN(2)); !errors.Is(err, archive.ErrNotStreamPartial) {
+		t.Fatalf("PutStreamPartial over PostgreSQL's partial: %v", err)
+	}
+	// The stream's partial is not the segment: the repository now holds
+	// only PostgreSQL's partial for it, and no whole segment.
+	if err := a.Fetch(ctx, seg, dest); !errors.Is(err, archive.ErrNotFound) {
+		t.Fatalf("Fetch of the segment = %v, want not found (only PostgreSQL's partial exists)", err)
+	}
+}
