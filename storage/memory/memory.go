@@ -45,8 +45,8 @@ func (b *Backend) Create(ctx context.Context, key string, r io.Reader, size int6
 }
 
 func (b *Backend) write(key string, r io.Reader, size int64, meta map[string]string, replace bool) error {
-	if !storage.ValidKey(key) {
-		return fmt.Errorf("invalid object key %q", key)
+	if err := checkKey(key); err != nil {
+		return err
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -68,24 +68,30 @@ func (b *Backend) write(key string, r io.Reader, size int64, meta map[string]str
 
 // Get implements storage.Backend.
 func (b *Backend) Get(ctx context.Context, key string) (io.ReadCloser, storage.ObjectInfo, error) {
+	if err := checkKey(key); err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, ok := b.objects[key]
 	if !ok {
 		return nil, storage.ObjectInfo{}, fmt.Errorf("%s: %w", key, storage.ErrNotExist)
 	}
-	return io.NopCloser(bytes.NewReader(o.data)), o.info, nil
+	return io.NopCloser(bytes.NewReader(o.data)), o.copyInfo(), nil
 }
 
 // Stat implements storage.Backend.
 func (b *Backend) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	if err := checkKey(key); err != nil {
+		return storage.ObjectInfo{}, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, ok := b.objects[key]
 	if !ok {
 		return storage.ObjectInfo{}, fmt.Errorf("%s: %w", key, storage.ErrNotExist)
 	}
-	return o.info, nil
+	return o.copyInfo(), nil
 }
 
 // List implements storage.Backend.
@@ -94,7 +100,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 	var infos []storage.ObjectInfo
 	for k, o := range b.objects {
 		if strings.HasPrefix(k, prefix) {
-			infos = append(infos, o.info)
+			infos = append(infos, o.copyInfo())
 		}
 	}
 	b.mu.Unlock()
@@ -109,8 +115,26 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(storage.Objec
 
 // Delete implements storage.Backend.
 func (b *Backend) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.objects, key)
+	return nil
+}
+
+// copyInfo returns the object's info with its own metadata map: a caller
+// that changes it must not change the stored object, as with fs and s3.
+func (o object) copyInfo() storage.ObjectInfo {
+	info := o.info
+	info.Metadata = maps.Clone(o.info.Metadata)
+	return info
+}
+
+func checkKey(key string) error {
+	if !storage.ValidKey(key) {
+		return fmt.Errorf("invalid object key %q", key)
+	}
 	return nil
 }

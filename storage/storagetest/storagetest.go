@@ -286,6 +286,31 @@ func Run(t *testing.T, b storage.Backend) {
 			if err := b.Put(ctx, key, strings.NewReader("x"), 1, nil); err == nil {
 				t.Errorf("Put(%q) succeeded, want an invalid key error", key)
 			}
+			if _, _, err := b.Get(ctx, key); err == nil || errors.Is(err, storage.ErrNotExist) {
+				t.Errorf("Get(%q) = %v, want an invalid key error", key, err)
+			}
+			if _, err := b.Stat(ctx, key); err == nil || errors.Is(err, storage.ErrNotExist) {
+				t.Errorf("Stat(%q) = %v, want an invalid key error", key, err)
+			}
+			if err := b.Delete(ctx, key); err == nil {
+				t.Errorf("Delete(%q) succeeded, want an invalid key error", key)
+			}
+		}
+	})
+
+	t.Run("MetadataIsACopy", func(t *testing.T) {
+		ctx := t.Context()
+		key := base + "meta-copy"
+		if err := b.Put(ctx, key, strings.NewReader("x"), 1, map[string]string{"k": "v"}); err != nil {
+			t.Fatal(err)
+		}
+		info, err := b.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.Metadata["k"] = "changed"
+		if again, err := b.Stat(ctx, key); err != nil || again.Metadata["k"] != "v" {
+			t.Fatalf("after changing a returned map, Stat = %v, %v", again.Metadata, err)
 		}
 	})
 
