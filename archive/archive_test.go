@@ -1277,3 +1277,41 @@ func TestPushedPartialReplacesStreamPartial(t *testing.T) {
 		t.Fatalf("Fetch of the segment = %v, want not found (only PostgreSQL's partial exists)", err)
 	}
 }
+
+// A file repository copied without its extended attributes has lost the
+// checksums; an unencrypted object cut at a frame boundary would then
+// unseal cleanly. Fetch still checks a segment against its page header.
+func TestFetchWithoutChecksumChecksSegmentHeader(t *testing.T) {
+	store := memory.New()
+	plain := seal.NewSealer(nil, seal.LevelFastest, 0)
+	a := &archive.Archive{Store: store, Layout: catalog.Layout{Cluster: "main"}, Sealer: plain, Opener: seal.NewOpener(nil), Now: func() time.Time { return fixedNow }}
+	pushSegments(t, a, baseSeg, baseSeg) // writes cluster.json
+	seg := segName(baseSeg + 1)
+	data := segmentData(segSpec{segno: baseSeg + 1, sysid: testSysID})
+	put := func(name string, content []byte) {
+		var sealed bytes.Buffer
+		if err := plain.SealBytes(&sealed, content); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Put(t.Context(), a.Layout.WALKey(name, seal.SuffixPlain), &sealed, int64(sealed.Len()), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	put(seg, data[:len(data)/2])
+	if err := a.Fetch(t.Context(), seg, dest); !errors.Is(err, seal.ErrCorrupt) || !strings.Contains(err.Error(), "truncated?") {
+		t.Fatalf("Fetch of a truncated segment without checksum = %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatal("the truncated segment reached the destination")
+	}
+	put(segName(baseSeg+2), data) // whole, but under another segment's name
+	if err := a.Fetch(t.Context(), segName(baseSeg+2), dest); !errors.Is(err, seal.ErrCorrupt) {
+		t.Fatalf("Fetch of a segment stored under another name = %v, want ErrCorrupt", err)
+	}
+	put(seg, data)
+	if err := a.Fetch(t.Context(), seg, dest); err != nil {
+		t.Fatalf("Fetch of a whole segment without checksum: %v", err)
+	}
+	assertFile(t, dest, data)
+}

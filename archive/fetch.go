@@ -97,6 +97,14 @@ func (a *Archive) fetch(ctx context.Context, name, dest string, opt fetchOptions
 	}
 	if want := info.Metadata[MetaChecksum]; want != "" && sum != want {
 		return fmt.Errorf("fetch %s: %w: the unsealed file's checksum is %s, the object records %s", name, seal.ErrCorrupt, short(sum), short(want))
+	} else if want == "" {
+		// The checksum lives in metadata, which copies of a file
+		// repository (cp, rsync without -X, tar) lose. A segment can still
+		// be checked against its own page header: its name and size.
+		a.logger().Warn("object has no recorded checksum; checking what it can (was the repository copied without its extended attributes?)", "key", info.Key)
+		if err := checkSegmentFile(tmp, name, n); err != nil {
+			return fmt.Errorf("fetch %s: %w: %w", name, seal.ErrCorrupt, err)
+		}
 	}
 	if opt.durable {
 		if err := tmp.Sync(); err != nil {
@@ -188,4 +196,21 @@ func (a *Archive) open(ctx context.Context, name string, partial bool) (io.ReadC
 		return nil, storage.ObjectInfo{}, fmt.Errorf("fetch %s: %w", name, err)
 	}
 	return nil, storage.ObjectInfo{}, fmt.Errorf("%s: %w", name, ErrNotFound)
+}
+
+// checkSegmentFile checks a fetched segment (not a partial, history or
+// backup file) of n bytes against its long page header.
+func checkSegmentFile(f *os.File, name string, n int64) error {
+	fn, err := wal.ParseFileName(name)
+	if err != nil || fn.Kind != wal.KindSegment {
+		return nil
+	}
+	hdr, err := wal.ReadSegmentHeader(io.NewSectionReader(f, 0, n))
+	if err != nil {
+		return err
+	}
+	if n != int64(hdr.SegmentSize) {
+		return fmt.Errorf("%d bytes, but its header says segments are %d (truncated?)", n, hdr.SegmentSize)
+	}
+	return hdr.CheckName(name)
 }
