@@ -203,10 +203,18 @@ func waitWAL(ctx context.Context, a *archive.Archive, res Result, segSize uint32
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	logged := false
+	from := res.Start
 	for {
-		missing, err := a.MissingWAL(ctx, res.StopTLI, res.Start, res.Stop, segSize)
+		missing, err := a.MissingWAL(ctx, res.StopTLI, from, res.Stop, segSize)
 		if err == nil && missing == "" {
 			return nil
+		}
+		// The segments before the missing one are stored and stay so: the
+		// next look starts at it instead of checking them all again.
+		if f, perr := wal.ParseFileName(missing); perr == nil {
+			if no, perr := f.SegmentNo(segSize); perr == nil {
+				from = max(from, wal.LSN(no*uint64(segSize)))
+			}
 		}
 		if time.Now().After(deadline) {
 			if err != nil {
