@@ -156,7 +156,7 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 		StartLSN: res.Start.String(), StopLSN: res.Stop.String(),
 		StartTimeline: res.StartTLI, StopTimeline: res.StopTLI,
 		StartTime: started, StopTime: stopped,
-		DataBytes: sink.dataBytes, StoredBytes: sink.storedBytes + sink.manifest.StoredBytes,
+		DataBytes: sink.dataBytes, StoredBytes: sink.storedBytes, // the manifest included
 		Encrypted: a.Sealer.Encrypted(), Archives: sink.archives, Manifest: *sink.manifest,
 	}
 	b, err := json.MarshalIndent(info, "", "  ")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
+	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/storage/memory"
 )
 
@@ -82,6 +83,16 @@ func TestStoreSinkParts(t *testing.T) {
 	}
 	if s.dataBytes != int64(len(base)+len(tbs)) {
 		t.Errorf("data bytes = %d, want %d (the manifest is not data)", s.dataBytes, len(base)+len(tbs))
+	}
+	// storedBytes is every object stored, the manifest included: what
+	// backup.json's stored_bytes reports.
+	var stored int64
+	store.List(context.Background(), "", func(o storage.ObjectInfo) error {
+		stored += o.Size
+		return nil
+	})
+	if s.storedBytes != stored {
+		t.Errorf("stored bytes = %d, the repository holds %d", s.storedBytes, stored)
 	}
 }
 

@@ -44,6 +44,15 @@ func WriteRecovery(pgdata string, r Recovery) error {
 		// from: its new timeline would become the one restores follow.
 		lines = append(lines, "archive_mode = 'off'")
 	}
+	// The backup's own postgresql.auto.conf may carry recovery targets (an
+	// earlier restore's, copied to the replica): only a setting's last
+	// line counts, so clear every target but the chosen one, before it.
+	chosen := map[Kind]string{Time: "recovery_target_time", LSN: "recovery_target_lsn", XID: "recovery_target_xid", Name: "recovery_target_name"}[r.Target.Kind]
+	for _, name := range []string{"recovery_target", "recovery_target_time", "recovery_target_lsn", "recovery_target_xid", "recovery_target_name"} {
+		if name != chosen {
+			lines = append(lines, name+" = ''")
+		}
+	}
 	switch r.Target.Kind {
 	case Time:
 		lines = append(lines, "recovery_target_time = "+quote(r.Target.Time.UTC().Format("2006-01-02 15:04:05.999999-07")))

@@ -3,6 +3,7 @@ package restore
 import (
 	"archive/tar"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/zeebo/xxh3"
 	"golang.org/x/sys/unix"
 
 	"github.com/pgward/pgward/catalog"
@@ -62,8 +64,10 @@ func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b c
 			if dest == "" || !filepath.IsAbs(dest) {
 				return fmt.Errorf("tablespace %s has no absolute location: give --tablespace-map %s=DIR", oid, oid)
 			}
-			if err := prepareDir(dest, force); err != nil {
-				return fmt.Errorf("tablespace %s: %w", oid, err)
+			// Never forced: the location recorded on the source may be a
+			// live tablespace of the server on this very host.
+			if err := prepareDir(dest, false); err != nil {
+				return fmt.Errorf("tablespace %s: %w; restore it elsewhere with --tablespace-map %s=DIR", oid, err, oid)
 			}
 		}
 		if err := unpackArchive(ctx, store, opener, a, dest, pgdata, jobs); err != nil {
@@ -107,6 +111,10 @@ func Finish(pgdata string) error {
 	return syncFS(pgdata)
 }
 
+// prepareDir makes dir an empty directory to restore into. With force, a
+// directory that holds files is emptied first: files of an earlier
+// attempt (its pg_wal, a newer timeline's history) would steer recovery.
+// A running server's directory is refused even then.
 func prepareDir(dir string, force bool) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("%s: give an absolute path", dir)
@@ -118,7 +126,16 @@ func prepareDir(dir string, force bool) error {
 	case err != nil:
 		return fmt.Errorf("restore into %s: %w", dir, err)
 	case len(entries) > 0 && !force:
-		return fmt.Errorf("%s is not empty: pgward restores only into an empty directory (or give --force to write over it)", dir)
+		return fmt.Errorf("%s is not empty: pgward restores only into an empty directory (or give --force to empty it first)", dir)
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+			return fmt.Errorf("%s holds postmaster.pid: a server may be running on it; stop it and remove the file, or restore elsewhere", dir)
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("empty %s: %w", dir, err)
+			}
+		}
 	}
 	return os.Chmod(dir, 0o700)
 }
@@ -257,12 +274,16 @@ func copyPart(opener *seal.Opener, p catalog.BackupPart, sealed io.Reader, w io.
 		return fmt.Errorf("open %s: %w", p.Key, err)
 	}
 	defer r.Close()
-	n, err := io.Copy(w, r)
+	h := xxh3.New128()
+	n, err := io.Copy(io.MultiWriter(w, h), r)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", p.Key, err)
 	}
 	if n != p.Bytes {
 		return fmt.Errorf("%s: %w: %d bytes, backup.json says %d", p.Key, seal.ErrCorrupt, n, p.Bytes)
+	}
+	if sum := h.Sum128().Bytes(); p.Checksum != "" && hex.EncodeToString(sum[:]) != p.Checksum {
+		return fmt.Errorf("%s: %w: its checksum differs from the one backup.json records", p.Key, seal.ErrCorrupt)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -95,8 +96,19 @@ func TestPrepareDirRefusesNonEmpty(t *testing.T) {
 	if err := prepareDir(dir, false); err == nil {
 		t.Fatal("a non-empty directory was accepted without --force")
 	}
+	// An earlier attempt's WAL must not survive into the new restore.
+	os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700)
+	os.WriteFile(filepath.Join(dir, "pg_wal", "00000002.history"), []byte("1\t0/3000000\tno reason\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte("123\n"), 0o600)
+	if err := prepareDir(dir, true); err == nil || !strings.Contains(err.Error(), "postmaster.pid") {
+		t.Fatalf("--force over a directory with postmaster.pid: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "postmaster.pid"))
 	if err := prepareDir(dir, true); err != nil {
 		t.Fatalf("--force: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("--force left %v in the directory", entries)
 	}
 	if err := prepareDir("relative/dir", false); err == nil {
 		t.Fatal("a relative directory was accepted")

@@ -3,6 +3,7 @@ package restore
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -86,5 +87,44 @@ func TestUnpackMissingPart(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, IncompleteMarker)); err != nil {
 			t.Errorf("jobs %d: the incomplete marker is gone after a failed restore: %v", jobs, err)
 		}
+	}
+}
+
+// A part whose content differs from the checksum backup.json records
+// fails the restore, even at the right size.
+func TestUnpackChecksPartChecksums(t *testing.T) {
+	store := memory.New()
+	b := storedBackup(t, store, map[string]string{"a": strings.Repeat("x", 3000)}, 1<<20)
+	b.Archives[0].Parts[0].Checksum = "00000000000000000000000000000000"
+	dir := filepath.Join(t.TempDir(), "pgdata")
+	Prepare(dir, b.ID, false)
+	if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, false, 1); !errors.Is(err, seal.ErrCorrupt) {
+		t.Fatalf("Unpack of a part with another checksum = %v, want ErrCorrupt", err)
+	}
+}
+
+// A tablespace's recorded location may be a live tablespace on this
+// host: --force never empties it.
+func TestUnpackNeverForcesTablespaceLocation(t *testing.T) {
+	store := memory.New()
+	ts := storedBackup(t, store, map[string]string{"PG_15_202209061/1/1": "rel"}, 1<<20).Archives[0]
+	for i, p := range ts.Parts { // out of the way of base.tar's parts
+		rc, _, _ := store.Get(t.Context(), p.Key)
+		ts.Parts[i].Key = strings.Replace(p.Key, "base.tar", "16385.tar", 1)
+		store.Put(t.Context(), ts.Parts[i].Key, rc, -1, nil)
+	}
+	b := storedBackup(t, store, map[string]string{"PG_VERSION": "15\n"}, 1<<20)
+	live := t.TempDir()
+	os.WriteFile(filepath.Join(live, "live-data"), []byte("production"), 0o600)
+	ts.Name, ts.Tablespace = "16385.tar", live
+	b.Archives = append(b.Archives, ts)
+	dir := filepath.Join(t.TempDir(), "pgdata")
+	Prepare(dir, b.ID, true)
+	err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, true, 1)
+	if err == nil || !strings.Contains(err.Error(), "--tablespace-map 16385=DIR") {
+		t.Fatalf("Unpack with --force over a non-empty tablespace location = %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(live, "live-data")); string(got) != "production" {
+		t.Fatal("the live tablespace was touched")
 	}
 }

@@ -117,9 +117,13 @@ func runStream(c *cli.Context) error {
 	}
 
 	limitMemory(memoryLimit)
-	ctx := c.Context
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Any return ends the helpers (metrics server, schedules) before the
+	// wait above: a fatal stream error or a bad flag must exit, not hang
+	// with /metrics up. (Deferred calls run last in, first out.)
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
 	if addr := c.String("listen"); addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
