@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,11 +40,7 @@ func TestBackupOnReplica(t *testing.T) {
 	primary.start()
 	pgbench := filepath.Join(pgBinDir, "pgbench")
 	must(t, base, nil, pgbench, append(primary.connArgs(), "-i", "-s", "5", "-q", "postgres")...)
-	replicaDir := filepath.Join(base, "replica")
-	must(t, base, nil, filepath.Join(pgBinDir, "pg_basebackup"), append(primary.connArgs(), "-D", replicaDir, "-X", "stream", "-R", "-c", "fast")...)
-	replica := &cluster{t: t, dir: replicaDir, port: miniotest.FreePort(t), sock: base}
-	replica.appendConf("hot_standby = on", "archive_mode = off")
-	replica.start()
+	replica := newReplicaOf(t, base, primary)
 	source := fmt.Sprintf("host=%s port=%d user=postgres", base, replica.port)
 
 	// Load on the primary, and segment switches so the WAL a backup needs
@@ -52,7 +49,7 @@ func TestBackupOnReplica(t *testing.T) {
 	var load sync.WaitGroup
 	load.Go(func() {
 		for ctx.Err() == nil {
-			run(t, base, nil, pgbench, append(primary.connArgs(), "-c", "2", "-T", "2", "-n", "postgres")...)
+			command(ctx, base, nil, pgbench, append(primary.connArgs(), "-c", "2", "-T", "2", "-n", "postgres")...).Run()
 			primary.tryPSQL("SELECT pg_switch_wal()")
 		}
 	})
@@ -83,7 +80,9 @@ func TestBackupOnReplica(t *testing.T) {
 		t.Fatalf("a backup killed with -9 left %v", got)
 	}
 
-	// The next backup succeeds (breaking the dead holder's lock).
+	// The next backup succeeds (breaking the dead holder's lock), while
+	// pgbench writes.
+	historyBefore := primary.psql("SELECT count(*) FROM pgbench_history")
 	var out strings.Builder
 	b := backup()
 	b.Stdout = &out
@@ -113,6 +112,12 @@ func TestBackupOnReplica(t *testing.T) {
 	}
 	if len(info.Archives) == 0 || len(info.Archives[0].Parts) < 2 {
 		t.Fatalf("backup %s: want base.tar in several 16 MiB parts, got %+v", info.ID, info.Archives)
+	}
+	if got := listKeys(t, srv, bucket, "pg/main/basebackups/", "backup.json"); !slices.Equal(got, []string{"pg/main/basebackups/" + info.ID + "/backup.json"}) {
+		t.Fatalf("finished backups in the repository: %v, want only %s", got, info.ID)
+	}
+	if during := primary.psql("SELECT count(*) FROM pgbench_history"); during == historyBefore {
+		t.Fatalf("no pgbench transaction ran during the backup (%s rows before and after)", during)
 	}
 	stopLoad()
 	load.Wait()
@@ -184,6 +189,15 @@ func TestBackupOnReplica(t *testing.T) {
 	if r := pw("list", "--json"); !strings.Contains(r.stdout, `"pinned": true`) {
 		t.Errorf("list --json after pin: %s", r.stdout)
 	}
+	if r := pw("unpin", info.ID); r.code != 0 {
+		t.Errorf("unpin: %s", r.stderr)
+	}
+	if r := pw("list", "--json"); !strings.Contains(r.stdout, `"pinned": false`) {
+		t.Errorf("list --json after unpin: %s", r.stdout)
+	}
+	if n := len(listKeys(t, srv, bucket, "pg/main/basebackups/"+info.ID+"/", "")); n < 3 {
+		t.Fatalf("backup %s holds %d objects before delete, want parts, manifest and backup.json", info.ID, n)
+	}
 	if r := pw("delete", "--force", info.ID); r.code != 0 {
 		t.Errorf("delete --force: %s", r.stderr)
 	}
@@ -199,7 +213,10 @@ func listKeys(t *testing.T, srv *miniotest.Server, bucket, prefix, suffix string
 	defer cancel()
 	var out []string
 	for oi := range minioClient(t, srv).ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if oi.Err == nil && strings.HasSuffix(oi.Key, suffix) {
+		if oi.Err != nil {
+			t.Fatalf("list %s: %v", prefix, oi.Err)
+		}
+		if strings.HasSuffix(oi.Key, suffix) {
 			out = append(out, oi.Key)
 		}
 	}

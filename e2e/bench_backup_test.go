@@ -69,7 +69,7 @@ func TestBenchBackup(t *testing.T) {
 	measure("pgward backup → file", nil, pgward, "--repo", fileRepo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast")
 	measure("pgward backup → MinIO", srv.Env(), pgward, "--repo", s3Repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast")
 	out := filepath.Join(base, "pg_basebackup.tar.zst")
-	measure("pg_basebackup -Ft | zstd -1", nil, "/bin/sh", "-c", fmt.Sprintf(
+	measure("pg_basebackup -Ft | zstd -1", nil, "/bin/bash", "-o", "pipefail", "-c", fmt.Sprintf(
 		"%s -h %s -p %d -U postgres -Ft -X none -c fast -D - | zstd -1 -q -T0 > %s", filepath.Join(pgBinDir, "pg_basebackup"), pg.sock, pg.port, out))
 	fi, _ := os.Stat(out)
 

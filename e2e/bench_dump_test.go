@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,10 +52,14 @@ func TestBenchDump(t *testing.T) {
 	}
 	dumpStored := func(repo string, env []string) func() int64 {
 		return func() int64 {
+			var dumps []struct {
+				StoredBytes int64 `json:"stored_bytes"`
+			}
 			out := must(t, base, env, pgward, "--repo", repo, "dump", "list", "--database", "bench", "--json")
-			i := strings.LastIndex(out, `"stored_bytes": `)
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.SplitN(out[i+len(`"stored_bytes": `):], ",", 2)[0]), 10, 64)
-			return n
+			if err := json.Unmarshal([]byte(out), &dumps); err != nil || len(dumps) == 0 || dumps[len(dumps)-1].StoredBytes <= 0 {
+				t.Fatalf("dump list --json: %v: %s", err, out)
+			}
+			return dumps[len(dumps)-1].StoredBytes
 		}
 	}
 	fileSize := func(p string) func() int64 {
@@ -66,7 +71,7 @@ func TestBenchDump(t *testing.T) {
 	fc := filepath.Join(base, "bench.pgdump")
 	measure("pg_dump -Fc → file", nil, fileSize(fc), filepath.Join(pgBinDir, "pg_dump"), "-h", pg.sock, "-p", strconv.Itoa(pg.port), "-U", "postgres", "-Fc", "-f", fc, "bench")
 	zs := filepath.Join(base, "bench.pgdump.zst")
-	measure("pg_dump -Fc -Z0 | zstd -1", nil, fileSize(zs), "/bin/sh", "-c", fmt.Sprintf("%s -h %s -p %d -U postgres -Fc -Z0 bench | zstd -1 -q -T0 > %s",
+	measure("pg_dump -Fc -Z0 | zstd -1", nil, fileSize(zs), "/bin/bash", "-o", "pipefail", "-c", fmt.Sprintf("%s -h %s -p %d -U postgres -Fc -Z0 bench | zstd -1 -q -T0 > %s",
 		filepath.Join(pgBinDir, "pg_dump"), pg.sock, pg.port, zs))
 
 	var b strings.Builder

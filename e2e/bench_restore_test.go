@@ -66,8 +66,10 @@ func TestBenchRestore(t *testing.T) {
 		dir := filepath.Join(base, "pgward-"+prefetch)
 		port := miniotest.FreePort(t)
 		begun := time.Now()
-		must(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", dir, "--latest",
-			"--prefetch", prefetch, "--start", "--port", strconv.Itoa(port), "--start-timeout", "30m")
+		if r := runWithin(t, 35*time.Minute, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", dir, "--latest",
+			"--prefetch", prefetch, "--start", "--port", strconv.Itoa(port), "--start-timeout", "30m"); r.code != 0 {
+			t.Fatalf("pgward restore: exit %d: %s", r.code, r.stderr)
+		}
 		rows = append(rows, row{"pgward restore, prefetch " + prefetch, time.Since(begun).Seconds()})
 		check(dir, port)
 	}

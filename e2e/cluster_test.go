@@ -174,3 +174,14 @@ func (c *cluster) keepSwitching() (stop func()) {
 	}()
 	return func() { close(done); <-stopped }
 }
+
+// newReplicaOf makes a streaming replica of primary.
+func newReplicaOf(t *testing.T, base string, primary *cluster, extraConf ...string) *cluster {
+	t.Helper()
+	dir := filepath.Join(base, "replica")
+	must(t, base, nil, filepath.Join(pgBinDir, "pg_basebackup"), append(primary.connArgs(), "-D", dir, "-X", "stream", "-R", "-c", "fast")...)
+	replica := &cluster{t: t, dir: dir, port: miniotest.FreePort(t), sock: base}
+	replica.appendConf(append([]string{"hot_standby = on", "archive_mode = off"}, extraConf...)...)
+	replica.start()
+	return replica
+}

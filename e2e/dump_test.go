@@ -43,17 +43,6 @@ func tableChecksums(c *cluster, db string) map[string]string {
 	return sums
 }
 
-// newReplicaOf makes a streaming replica of primary.
-func newReplicaOf(t *testing.T, base string, primary *cluster, extraConf ...string) *cluster {
-	t.Helper()
-	dir := filepath.Join(base, "replica")
-	must(t, base, nil, filepath.Join(pgBinDir, "pg_basebackup"), append(primary.connArgs(), "-D", dir, "-X", "stream", "-R", "-c", "fast")...)
-	replica := &cluster{t: t, dir: dir, port: miniotest.FreePort(t), sock: base}
-	replica.appendConf(append([]string{"hot_standby = on", "archive_mode = off"}, extraConf...)...)
-	replica.start()
-	return replica
-}
-
 // waitReplayed waits until the replica has replayed all the primary wrote.
 func waitReplayed(t *testing.T, primary, replica *cluster) {
 	t.Helper()
@@ -62,13 +51,6 @@ func waitReplayed(t *testing.T, primary, replica *cluster) {
 		out, err := replica.tryPSQL("SELECT pg_last_wal_replay_lsn() >= '" + lsn + "'")
 		return out == "t", err
 	})
-}
-
-func pubKey(t *testing.T, dir, name string) (identity, recipient string) {
-	t.Helper()
-	identity = filepath.Join(dir, name+".key")
-	out := must(t, dir, nil, pgward, "keys", "generate", "--output", identity)
-	return identity, strings.TrimSpace(out)
 }
 
 // TestDumpPerCustomerKeys dumps three customers' databases from a
@@ -100,12 +82,12 @@ func TestDumpPerCustomerKeys(t *testing.T) {
 	waitReplayed(t, primary, replica)
 
 	repo := "file://" + repoDir(t, base)
-	idShop, keyShop := pubKey(t, base, "shop")
-	idCRM, keyCRM := pubKey(t, base, "crm")
-	idBlog, keyBlog := pubKey(t, base, "blog")
-	idOps, keyOps := pubKey(t, base, "ops")
+	idShop, keyShop := namedKeyPair(t, base, "shop.key")
+	idCRM, keyCRM := namedKeyPair(t, base, "crm.key")
+	idBlog, keyBlog := namedKeyPair(t, base, "blog.key")
+	idOps, keyOps := namedKeyPair(t, base, "ops.key")
 	mapFile := filepath.Join(base, "recipients.yaml")
-	writeFile(t, mapFile, fmt.Sprintf("default: %s\ndatabases:\n  shop: %s\n  crm: %s\n  \"blog_*\": [%s]\n", keyOps, keyShop, keyCRM, keyBlog))
+	writeConfig(t, base, "recipients.yaml", fmt.Sprintf("default: %s\ndatabases:\n  shop: %s\n  crm: %s\n  \"blog_*\": [%s]\n", keyOps, keyShop, keyCRM, keyBlog))
 	env := []string{"PGWARD_REPO=" + repo, "PGWARD_RECIPIENTS_MAP=" + mapFile}
 	replicaSrc := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", base, replica.port)
 
@@ -163,7 +145,7 @@ func TestDumpPerCustomerKeys(t *testing.T) {
 
 	// Restores into new databases reproduce every table's rows exactly.
 	allIDs := filepath.Join(base, "all.key")
-	writeFile(t, allIDs, readFile(t, idShop)+readFile(t, idCRM)+readFile(t, idBlog)+readFile(t, idOps))
+	writeConfig(t, base, "all.key", readFile(t, idShop)+readFile(t, idCRM)+readFile(t, idBlog)+readFile(t, idOps))
 	primarySrc := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
 	for _, db := range []string{"shop", "crm", "blog_eu"} {
 		must(t, base, env, pgward, "--identity-file", ids[db], "dump", "restore", "--database", db, "--into", primarySrc+" dbname="+db+"_restored")
@@ -233,7 +215,7 @@ func TestDumpPerCustomerKeys(t *testing.T) {
 	// An older pg_dump is refused, naming both versions and the package.
 	oldBin := filepath.Join(base, "oldbin")
 	os.Mkdir(oldBin, 0o755)
-	writeFile(t, filepath.Join(oldBin, "pg_dump"), "#!/bin/sh\necho 'pg_dump (PostgreSQL) 13.4'\n")
+	writeConfig(t, oldBin, "pg_dump", "#!/bin/sh\necho 'pg_dump (PostgreSQL) 13.4'\n")
 	os.Chmod(filepath.Join(oldBin, "pg_dump"), 0o755)
 	r = run(t, base, env, pgward, "dump", "--source", replicaSrc, "--pg-bin", oldBin)
 	if r.code != 1 || !strings.Contains(r.stderr, "pg_dump 13.4 ("+oldBin+"/pg_dump) is older than the server (PostgreSQL 15.") ||
@@ -364,14 +346,6 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	own(t, path)
-}
-
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -389,7 +363,7 @@ func TestDumpRetention(t *testing.T) {
 	primary.start()
 	primary.psql("CREATE DATABASE tiny")
 	primary.psqlDB("tiny", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
-	_, key := pubKey(t, base, "k")
+	_, key := namedKeyPair(t, base, "k.key")
 	repoPath := repoDir(t, base)
 	env := []string{"PGWARD_REPO=file://" + repoPath, "PGWARD_RECIPIENT=" + key}
 	src := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", base, primary.port)

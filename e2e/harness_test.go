@@ -140,7 +140,14 @@ func command(ctx context.Context, dir string, env []string, name string, args ..
 // command could not start.
 func run(t *testing.T, dir string, env []string, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // also used from Cleanup, after t.Context() ends
+	return runWithin(t, 5*time.Minute, dir, env, name, args...)
+}
+
+// runWithin is run with a time limit other than five minutes (a bench's
+// long restore).
+func runWithin(t *testing.T, limit time.Duration, dir string, env []string, name string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit) // also used from Cleanup, after t.Context() ends
 	defer cancel()
 	cmd := command(ctx, dir, env, name, args...)
 	var out, errb bytes.Buffer
@@ -185,10 +192,17 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
-// keyPair generates an identity readable by the postgres user.
+// keyPair generates an identity readable by the postgres user, in
+// dir/key.txt.
 func keyPair(t *testing.T, dir string) (identityFile, recipient string) {
 	t.Helper()
-	identityFile = filepath.Join(dir, "key.txt")
+	return namedKeyPair(t, dir, "key.txt")
+}
+
+// namedKeyPair generates an identity in dir/name.
+func namedKeyPair(t *testing.T, dir, name string) (identityFile, recipient string) {
+	t.Helper()
+	identityFile = filepath.Join(dir, name)
 	out := must(t, dir, nil, pgward, "keys", "generate", "--output", identityFile)
 	return identityFile, strings.TrimSpace(out)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgward/pgward/internal/miniotest"
+	"github.com/pgward/pgward/wal"
 )
 
 // TestPrune simulates ten days of nightly backups and continuous WAL, and
@@ -43,7 +44,7 @@ func TestPrune(t *testing.T) {
 	}
 	stop()
 	primary.switchAndWaitArchived(time.Minute)
-	segsBefore, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "0000000100000000000000*"))
+	segsBefore, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "00000001????????????????.zst.age"))
 
 	env := []string{"PGWARD_TEST_NOW=" + now.Format(time.RFC3339Nano)}
 	prune := func(args ...string) result {
@@ -56,7 +57,7 @@ func TestPrune(t *testing.T) {
 		strings.Contains(dry.stdout, kept[0].ID) {
 		t.Fatalf("prune --dry-run: exit %d, %q %q", dry.code, dry.stdout, dry.stderr)
 	}
-	if segs, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "0000000100000000000000*")); len(segs) != len(segsBefore) {
+	if segs, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "00000001????????????????.zst.age")); len(segs) != len(segsBefore) {
 		t.Fatal("--dry-run deleted WAL")
 	}
 	if r := prune(); r.code != 0 {
@@ -76,12 +77,25 @@ func TestPrune(t *testing.T) {
 			t.Errorf("backup %s, which retention keeps, was deleted", b.ID)
 		}
 	}
-	// WAL before the base backup's start is gone; from it on, kept.
-	startSeg := fmt.Sprintf("00000001%08X%08X", mustLSN(t, kept[0].StartLSN)>>32, (mustLSN(t, kept[0].StartLSN)&0xFFFFFFFF)>>24)
-	segs, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "0000000100000000000000*"))
+	// WAL before the base backup's start is gone; from it on, every
+	// segment is kept.
+	startLSN, err := wal.ParseLSN(kept[0].StartLSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSeg := wal.SegmentName(1, wal.SegmentNo(startLSN, 16<<20), 16<<20)
+	segs, _ := filepath.Glob(filepath.Join(repoPath, "main", "wal", "00000001????????????????.zst.age"))
+	have := map[string]bool{}
 	for _, s := range segs {
-		if name := filepath.Base(s)[:24]; name < startSeg {
+		name := filepath.Base(s)[:24]
+		have[name] = true
+		if name < startSeg {
 			t.Errorf("prune kept %s, before the base backup's first segment %s", name, startSeg)
+		}
+	}
+	for _, s := range segsBefore {
+		if name := filepath.Base(s)[:24]; name >= startSeg && !have[name] {
+			t.Errorf("prune deleted %s, which the window needs (from %s on)", name, startSeg)
 		}
 	}
 	if len(segs) == len(segsBefore) {
@@ -103,18 +117,13 @@ func TestPrune(t *testing.T) {
 	if got := restored.psql("SELECT count(*) FROM t2"); got != "1000" {
 		t.Errorf("restored t2 has %s rows, want 1000", got)
 	}
+	// t3 was created after that backup ended: recovery stopped before it.
+	if got := restored.psql("SELECT to_regclass('t3') IS NULL"); got != "t" {
+		t.Errorf("restored to the window's oldest second, t3 (created later) exists: recovery did not stop at the target")
+	}
 	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", filepath.Join(base, "refused"), "--dry-run",
 		"--to-time", kept[0].StopTime.Add(-time.Second).UTC().Format(time.RFC3339Nano))
 	if r.code == 0 || !strings.Contains(r.stderr, "outside the restorable window") {
 		t.Errorf("restore one second before the window: exit %d, %q; want refused", r.code, r.stderr)
 	}
-}
-
-func mustLSN(t *testing.T, s string) uint64 {
-	t.Helper()
-	var hi, lo uint64
-	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
-		t.Fatal(err)
-	}
-	return hi<<32 | lo
 }

@@ -108,10 +108,22 @@ func TestRestoreToTargets(t *testing.T) {
 	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--show-window"); r.code != 0 || !strings.Contains(r.stdout, "timeline 1: ") {
 		t.Errorf("--show-window: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
-	// A non-empty directory is refused without --force.
-	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", primary.dir, "--latest")
+	// A non-empty directory is refused without --force, and left alone.
+	occupied := filepath.Join(base, "occupied")
+	os.Mkdir(occupied, 0o700)
+	own(t, occupied)
+	keep := writeConfig(t, occupied, "precious", "x")
+	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", occupied, "--latest")
 	if r.code == 0 || !strings.Contains(r.stderr, "is not empty") {
-		t.Errorf("restore into the primary's directory: exit %d, %q; want refused", r.code, r.stderr)
+		t.Errorf("restore into a non-empty directory: exit %d, %q; want refused", r.code, r.stderr)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a refused restore touched the directory: %v", err)
+	}
+	// A running server's directory is refused even with --force.
+	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", primary.dir, "--latest", "--force")
+	if r.code == 0 || !strings.Contains(r.stderr, "postmaster.pid") || !primary.running() {
+		t.Errorf("restore --force over a running primary: exit %d, %q", r.code, r.stderr)
 	}
 	// --dry-run prints the plan and touches nothing.
 	r = run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", untouched, "--latest", "--dry-run")

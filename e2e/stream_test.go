@@ -55,9 +55,10 @@ func (s *sidecar) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	waitFor(s.t, 30*time.Second, "the sidecar's metrics endpoint", func() (bool, error) {
-		_, err := s.metric("pgward_stream_connected")
-		return err == nil, err
+	// Streaming, not merely serving metrics: a kill must land mid-stream.
+	waitFor(s.t, time.Minute, "the sidecar connected to the primary", func() (bool, error) {
+		v, err := s.metric("pgward_stream_connected")
+		return err == nil && v == 1, err
 	})
 }
 
