@@ -109,12 +109,8 @@ func runBackup(c *cli.Context) error {
 		return err
 	}
 	limitMemory(memoryLimit)
-	if now, err := probeNow(); err != nil {
+	if cfg.Now, err = clock(); err != nil {
 		return err
-	} else if os.Getenv("PGWARD_TEST_NOW") != "" {
-		// Tests simulate days: the backup is stamped at the given time.
-		begun := time.Now()
-		cfg.Now = func() time.Time { return now.Add(time.Since(begun)) }
 	}
 	var bar *progressBar
 	if isTerminal(os.Stderr) {

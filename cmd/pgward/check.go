@@ -33,7 +33,7 @@ identity (--identity-file).`,
 		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error { return withStatus(int(probe.Unknown), err) },
 		Action: func(c *cli.Context) error {
-			now, err := probeNow()
+			clk, err := clock()
 			if err != nil {
 				return withStatus(int(probe.Unknown), err)
 			}
@@ -43,7 +43,7 @@ identity (--identity-file).`,
 			}
 			th := probe.Thresholds{WALWarning: c.Duration("wal-warning"), WALCritical: c.Duration("wal-critical"),
 				BackupWarning: c.Duration("backup-warning"), BackupCritical: c.Duration("backup-critical")}
-			r := probe.Check(c.Context, a, now, th, c.Duration("window"))
+			r := probe.Check(c.Context, a, clk(), th, c.Duration("window"))
 			if c.Bool("json") {
 				if r.Reasons == nil {
 					r.Reasons = []string{}
@@ -85,16 +85,19 @@ func statusLine(r probe.Result, th probe.Thresholds) string {
 	return b.String() + " | " + strings.Join(perf, " ")
 }
 
-// probeNow is the clock of check, prune and the times backups record.
-// PGWARD_TEST_NOW (RFC 3339) sets it, so tests simulate days without
-// waiting for them.
-func probeNow() (time.Time, error) {
-	if v := os.Getenv("PGWARD_TEST_NOW"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("PGWARD_TEST_NOW %q: %w", v, err)
-		}
-		return t, nil
+// clock is the clock of check, prune, dumps and the times backups
+// record. PGWARD_TEST_NOW (RFC 3339) starts it at that time, so tests
+// simulate days without waiting for them; it still runs, so leases taken
+// meanwhile are renewed.
+func clock() (func() time.Time, error) {
+	v := os.Getenv("PGWARD_TEST_NOW")
+	if v == "" {
+		return time.Now, nil
 	}
-	return time.Now(), nil
+	start, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return nil, fmt.Errorf("PGWARD_TEST_NOW %q: %w", v, err)
+	}
+	begun := time.Now()
+	return func() time.Time { return start.Add(time.Since(begun)) }, nil
 }

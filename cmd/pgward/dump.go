@@ -153,13 +153,9 @@ func runDump(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now
-	if os.Getenv("PGWARD_TEST_NOW") != "" {
-		t, err := probeNow()
-		if err != nil {
-			return err
-		}
-		now = func() time.Time { return t }
+	now, err := clock()
+	if err != nil {
+		return err
 	}
 	cfg := dump.Config{
 		Catalog: cat, Source: c.String("source"), Databases: c.StringSlice("database"), Globals: !c.Bool("no-globals"),
@@ -302,11 +298,11 @@ func runDumpPrune(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	now, err := probeNow()
+	now, err := clock()
 	if err != nil {
 		return err
 	}
-	return pruneDumps(c, cat, policy, now, c.Bool("dry-run"), c.Bool("json"), c.App.Writer)
+	return pruneDumps(c, cat, policy, now(), c.Bool("dry-run"), c.Bool("json"), c.App.Writer)
 }
 
 func pruneDumps(c *cli.Context, cat dump.Catalog, policy dump.Policy, now time.Time, dryRun, asJSON bool, out io.Writer) error {
@@ -345,14 +341,14 @@ func runDumpDrill(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	now, err := probeNow()
+	now, err := clock()
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	m := newDrillMetrics(reg)
 	rep, derr := dump.Drill(c.Context, dump.DrillConfig{Catalog: cat, Opener: opener, Database: c.String("database"), ID: c.String("id"),
-		Target: c.String("drill-target"), Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: func() time.Time { return now }})
+		Target: c.String("drill-target"), Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now})
 	m.observe(rep)
 	if f := c.String("metrics-file"); f != "" {
 		if err := prometheus.WriteToTextfile(f, reg); err != nil {

@@ -39,7 +39,7 @@ Takes the backup lock. --dry-run lists what would go and why.`,
 }
 
 func runPrune(c *cli.Context) error {
-	now, err := probeNow()
+	now, err := clock()
 	if err != nil {
 		return err
 	}
@@ -50,10 +50,11 @@ func runPrune(c *cli.Context) error {
 	return prune(c.Context, a, log, now, c.Duration("window"), c.Bool("dry-run"), c.App.Writer)
 }
 
-// prune applies retention at now, printing each deletion and its reason.
-func prune(ctx context.Context, a *archive.Archive, log *slog.Logger, now time.Time, window time.Duration, dryRun bool, out io.Writer) error {
+// prune applies retention as of now(), printing each deletion and its
+// reason. The clock also renews the lock prune holds.
+func prune(ctx context.Context, a *archive.Archive, log *slog.Logger, now func() time.Time, window time.Duration, dryRun bool, out io.Writer) error {
 	if !dryRun {
-		release, err := basebackup.Lock(ctx, a.Store, a.Layout, func() time.Time { return now }, log)
+		release, err := basebackup.Lock(ctx, a.Store, a.Layout, now, log)
 		if err != nil {
 			return err
 		}
@@ -67,7 +68,7 @@ func prune(ctx context.Context, a *archive.Archive, log *slog.Logger, now time.T
 	if err != nil {
 		return err
 	}
-	plan := catalog.PlanPrune(backups, walObjs, now, window)
+	plan := catalog.PlanPrune(backups, walObjs, now(), window)
 	verb := "deleted"
 	if dryRun {
 		verb = "would delete"

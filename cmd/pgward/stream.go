@@ -176,7 +176,7 @@ func runStream(c *cli.Context) error {
 		wg.Go(func() {
 			every(ctx, sched, "prune", log, func() {
 				var out strings.Builder
-				if err := prune(ctx, a, log, time.Now(), window, false, &out); err != nil {
+				if err := prune(ctx, a, log, time.Now, window, false, &out); err != nil {
 					if ctx.Err() == nil {
 						log.Error("scheduled prune failed", "err", err)
 						notify.failed(ctx, "prune", err)
