@@ -1000,9 +1000,9 @@ func TestStreamBadInput(t *testing.T) {
 		{"bad spool max", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--spool-max", "lots"}, []string{"--spool-max", "512MiB"}},
 		{"no recipient", []string{"--repo", repoURL, "stream"}, []string{"no recipient"}},
 		{"bad source", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--source", "host=x port=notaport"}, []string{"--source"}},
-		{"bad backup schedule", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-schedule", "at midnight", "--listen", "127.0.0.1:0"}, []string{"backup schedule", "five cron fields"}},
+		{"bad backup schedule", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-schedule", "at midnight", "--listen", "127.0.0.1:0"}, []string{"--backup-schedule: schedule \"at midnight\"", "five cron fields"}},
 		{"bad backup zone", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-timezone", "Mars/Olympus", "--listen", "127.0.0.1:0"}, []string{"time zone"}},
-		{"bad dump schedule", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--dump-source", "host=/tmp", "--dump-schedule", "nightly", "--listen", "127.0.0.1:0"}, []string{"schedule \"nightly\"", "five cron fields"}},
+		{"bad dump schedule", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--dump-source", "host=/tmp", "--dump-schedule", "nightly", "--listen", "127.0.0.1:0"}, []string{"--dump-schedule: schedule \"nightly\"", "five cron fields"}},
 		{"bad recipients map", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--dump-source", "host=/tmp", "--recipients-map", "/nonexistent.yaml", "--listen", "127.0.0.1:0"}, []string{"recipients map", "no such file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

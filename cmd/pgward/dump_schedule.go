@@ -2,16 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/robfig/cron/v3"
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/dump"
+	"github.com/pgward/pgward/internal/schedule"
 )
 
 // scheduleDumps starts the sidecar's nightly dumps (each run followed by
@@ -22,9 +22,9 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 		return nil
 	}
 	tz := c.String("dump-timezone")
-	sched, err := basebackup.ParseSchedule(c.String("dump-schedule"), tz)
+	sched, err := schedule.Parse(c.String("dump-schedule"), tz)
 	if err != nil {
-		return err
+		return fmt.Errorf("--dump-schedule: %w", err)
 	}
 	cat, err := dumpCatalog(c)
 	if err != nil {
@@ -44,7 +44,7 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 	cfg := dump.Config{Catalog: cat, Source: src, Globals: true, Keys: keys, Tools: tools, Retries: 3,
 		PauseReplay: c.Bool("dump-pause-replay")}
 	wg.Go(func() {
-		every(ctx, sched, "dump", log, func() {
+		schedule.Every(ctx, sched, "dump", log, func() {
 			res, err := dump.Run(ctx, cfg)
 			if ctx.Err() != nil {
 				return // a shutdown
@@ -76,9 +76,9 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 		log.Warn("restore drills are off: --drill-schedule needs --identity-file to decrypt dumps (a host that only archives holds public keys)")
 		return nil
 	}
-	drillSched, err := basebackup.ParseSchedule(spec, tz)
+	drillSched, err := schedule.Parse(spec, tz)
 	if err != nil {
-		return err
+		return fmt.Errorf("--drill-schedule: %w", err)
 	}
 	opener, err := s.opener()
 	if err != nil {
@@ -87,7 +87,7 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 	m := newDrillMetrics(reg)
 	dcfg := dump.DrillConfig{Catalog: cat, Opener: opener, Target: c.String("drill-target"), Tools: tools}
 	wg.Go(func() {
-		every(ctx, drillSched, "drill", log, func() {
+		schedule.Every(ctx, drillSched, "drill", log, func() {
 			rep, err := dump.Drill(ctx, dcfg)
 			if ctx.Err() != nil {
 				return // a shutdown, not a verdict on the dump
@@ -101,20 +101,4 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 		})
 	})
 	return nil
-}
-
-// every runs job at each time of sched until ctx ends.
-func every(ctx context.Context, sched cron.Schedule, name string, log *slog.Logger, job func()) {
-	for {
-		next := sched.Next(time.Now())
-		log.Info("next run scheduled", "job", name, "at", next)
-		timer := time.NewTimer(time.Until(next))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
-		}
-		job()
-	}
 }

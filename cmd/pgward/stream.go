@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/internal/schedule"
 	"github.com/pgward/pgward/stream"
 )
 
@@ -154,27 +155,37 @@ func runStream(c *cli.Context) error {
 	}
 	notify := newNotifier(c.String("notify-url"), layout.Cluster, reg, log)
 	if src := c.String("backup-source"); src != "" {
-		sched, err := basebackup.ParseSchedule(c.String("backup-schedule"), c.String("backup-timezone"))
+		sched, err := schedule.Parse(c.String("backup-schedule"), c.String("backup-timezone"))
 		if err != nil {
-			return err
+			return fmt.Errorf("--backup-schedule: %w", err)
 		}
 		bcfg, err := newBackupConfig(a, log, "backup-", src, c.String("backup-checkpoint"), "", "", c.String("backup-part-size"), 0)
 		if err != nil {
 			return err
 		}
 		wg.Go(func() {
-			(&basebackup.Scheduler{Schedule: sched, Config: bcfg, Logger: log,
-				OnFailure: func(err error) { notify.failed(ctx, "backup", err) }}).Run(ctx)
+			// The lock keeps a backup started by hand and a scheduled one apart.
+			schedule.Every(ctx, sched, "backup", log, func() {
+				info, err := basebackup.Take(ctx, bcfg)
+				if err != nil {
+					if ctx.Err() == nil {
+						log.Error("scheduled base backup failed", "err", err)
+						notify.failed(ctx, "backup", err)
+					}
+					return
+				}
+				log.Info("scheduled base backup done", "backup_id", info.ID, "bytes", info.DataBytes)
+			})
 		})
 	}
 	if spec := c.String("prune-schedule"); spec != "" {
-		sched, err := basebackup.ParseSchedule(spec, c.String("backup-timezone"))
+		sched, err := schedule.Parse(spec, c.String("backup-timezone"))
 		if err != nil {
 			return fmt.Errorf("--prune-schedule: %w", err)
 		}
 		window := c.Duration("prune-window")
 		wg.Go(func() {
-			every(ctx, sched, "prune", log, func() {
+			schedule.Every(ctx, sched, "prune", log, func() {
 				var out strings.Builder
 				if err := prune(ctx, a, log, time.Now, window, false, &out); err != nil {
 					if ctx.Err() == nil {
