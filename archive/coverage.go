@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
@@ -64,4 +65,25 @@ func (a *Archive) partialReaches(ctx context.Context, segment string, to wal.LSN
 		return err == nil && end >= to, nil
 	}
 	return false, nil
+}
+
+// ListWAL calls fn for every object under the cluster's WAL prefix with
+// the WAL file name it holds (its seal suffix removed, exactly one: a
+// "<segment>.partial.zst.age" stays a partial). Objects whose name is no
+// WAL file name (temporary files of other tools) are skipped.
+func (a *Archive) ListWAL(ctx context.Context, fn func(f wal.FileName, name string, oi storage.ObjectInfo) error) error {
+	prefix := a.Layout.WALPrefix()
+	return a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		rest := strings.TrimPrefix(oi.Key, prefix)
+		for _, suffix := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
+			if name, ok := strings.CutSuffix(rest, suffix); ok {
+				f, err := wal.ParseFileName(name)
+				if err != nil {
+					return nil
+				}
+				return fn(f, name, oi)
+			}
+		}
+		return nil
+	})
 }

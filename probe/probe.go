@@ -12,7 +12,6 @@ import (
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/restore"
-	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -166,13 +165,8 @@ func Check(ctx context.Context, a *archive.Archive, now time.Time, th Thresholds
 // stored WAL, along the newest timeline's history.
 func Gaps(ctx context.Context, a *archive.Archive, st restore.State, base catalog.BackupInfo, segSize uint32) ([]string, error) {
 	have := map[string]bool{}
-	prefix := a.Layout.WALPrefix()
-	err := a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
-		n := strings.TrimPrefix(oi.Key, prefix)
-		for _, s := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
-			n = strings.TrimSuffix(n, s)
-		}
-		have[n] = true
+	err := a.ListWAL(ctx, func(_ wal.FileName, name string, _ storage.ObjectInfo) error {
+		have[name] = true
 		return nil
 	})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
-	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -106,17 +105,9 @@ func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
 		return st, fmt.Errorf("repository cluster %q: %w", a.Layout.Cluster, err)
 	}
 	ends := map[uint32]*WALEnd{}
-	prefix := a.Layout.WALPrefix()
-	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
-		name := strings.TrimPrefix(oi.Key, prefix)
-		for _, s := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
-			name = strings.TrimSuffix(name, s)
-		}
-		f, err := wal.ParseFileName(name)
-		if err != nil {
-			return nil
-		}
+	err = a.ListWAL(ctx, func(f wal.FileName, _ string, oi storage.ObjectInfo) error {
 		var end wal.LSN
+		var err error
 		switch f.Kind {
 		case wal.KindSegment:
 			no, err := f.SegmentNo(info.WALSegmentSize)

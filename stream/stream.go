@@ -19,7 +19,6 @@ import (
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
-	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -409,19 +408,9 @@ func (s *Streamer) heldSegments(ctx context.Context) (repo, spool []heldSegment,
 		no, err := f.SegmentNo(segSize)
 		return heldSegment{f.Timeline, no}, err == nil
 	}
-	a := s.cfg.Archive
-	prefix := a.Layout.WALPrefix()
-	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
-		name := strings.TrimPrefix(oi.Key, prefix)
-		// Only the seal suffix goes: "<segment>.partial.zst.age" must stay
-		// a partial, not pass for a complete segment.
-		for _, suffix := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
-			if n, ok := strings.CutSuffix(name, suffix); ok {
-				if h, ok := parse(n); ok {
-					repo = append(repo, h)
-				}
-				break
-			}
+	err = s.cfg.Archive.ListWAL(ctx, func(_ wal.FileName, name string, _ storage.ObjectInfo) error {
+		if h, ok := parse(name); ok {
+			repo = append(repo, h)
 		}
 		return nil
 	})

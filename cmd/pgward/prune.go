@@ -14,7 +14,6 @@ import (
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
-	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -145,15 +144,9 @@ func pruneWAL(ctx context.Context, a *archive.Archive) ([]catalog.PruneWAL, erro
 	if err != nil {
 		return nil, err
 	}
-	prefix := a.Layout.WALPrefix()
 	var out []catalog.PruneWAL
-	err = a.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
-		name := strings.TrimPrefix(oi.Key, prefix)
-		for _, s := range []string{seal.SuffixEncrypted, seal.SuffixPlain} {
-			name = strings.TrimSuffix(name, s)
-		}
-		f, err := wal.ParseFileName(name)
-		if err != nil || f.Kind == wal.KindHistory {
+	err = a.ListWAL(ctx, func(f wal.FileName, _ string, oi storage.ObjectInfo) error {
+		if f.Kind == wal.KindHistory {
 			return nil
 		}
 		no, err := f.SegmentNo(info.WALSegmentSize)
