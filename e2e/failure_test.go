@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -177,5 +178,16 @@ func TestWalPushKilledAtRandomMoments(t *testing.T) {
 			repoDir(t, base)
 			stored = false
 		}
+	}
+
+	// archive_command here stores nothing: a backup cannot get its WAL,
+	// says so when --wal-timeout runs out, and leaves no backup.json.
+	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
+	r := run(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "3s")
+	if r.code == 0 || !strings.Contains(r.stderr, "did not reach the repository within 3s") || !strings.Contains(r.stderr, "is archive_command (pgward wal-push) or pgward stream running") {
+		t.Errorf("backup without its WAL: exit %d, %s", r.code, r.stderr)
+	}
+	if infos, _ := filepath.Glob(filepath.Join(base, "repo", "main", "basebackups", "*", "backup.json")); len(infos) != 0 {
+		t.Errorf("a backup without its WAL was recorded: %v", infos)
 	}
 }
