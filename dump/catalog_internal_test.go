@@ -121,3 +121,35 @@ func TestListRefusesDumpJSONThatNamesAnotherDump(t *testing.T) {
 		}
 	}
 }
+
+func TestPickDrillTakesOnlyLastWeeksDatabaseDumps(t *testing.T) {
+	ctx := context.Background()
+	c := &Catalog{Store: memory.New(), Layout: catalog.Layout{Cluster: "main"}}
+	now := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
+	cfg := DrillConfig{Catalog: *c, Now: func() time.Time { return now }}
+	if _, err := pickDrill(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no dump of any database in the last 168h0m0s") {
+		t.Fatalf("empty repository: %v", err)
+	}
+	old := now.Add(-8 * 24 * time.Hour)
+	putDump(t, c, &Info{ID: old.Format("20060102T150405Z"), Kind: KindDatabase, Database: "shop", StartTime: old})
+	putDump(t, c, &Info{ID: now.Format("20060102T150405Z"), Kind: KindGlobals, StartTime: now})
+	if _, err := pickDrill(ctx, cfg); err == nil || !strings.Contains(err.Error(), "nightly dumps are not being made") {
+		t.Fatalf("only an old dump and the globals: %v", err)
+	}
+	recent := now.Add(-time.Hour)
+	putDump(t, c, &Info{ID: recent.Format("20060102T150405Z"), Kind: KindDatabase, Database: "crm", StartTime: recent})
+	for range 20 {
+		d, err := pickDrill(ctx, cfg)
+		if err != nil || d.Database != "crm" {
+			t.Fatalf("pick = %v, %v; want the one recent database dump", d, err)
+		}
+	}
+	cfg.Database = "shop"
+	if _, err := pickDrill(ctx, cfg); err == nil || !strings.Contains(err.Error(), `database "shop"`) {
+		t.Fatalf("--database shop with only an old dump: %v", err)
+	}
+	cfg.ID = old.Format("20060102T150405Z") // by id, age does not matter
+	if d, err := pickDrill(ctx, cfg); err != nil || d.ID != cfg.ID {
+		t.Fatalf("--id of an old dump = %v, %v", d, err)
+	}
+}
