@@ -18,10 +18,7 @@ import (
 // 1 GiB (PGWARD_BENCH_SCALE, default 70) into a file repository and into
 // MinIO, beside pg_basebackup -Ft -D - | zstd -1 on the same database.
 func TestBenchBackup(t *testing.T) {
-	scale := 70
-	if v, err := strconv.Atoi(os.Getenv("PGWARD_BENCH_SCALE")); err == nil && v > 0 {
-		scale = v
-	}
+	scale := benchScale()
 	srv := miniotest.Start(t)
 	bucket := srv.Bucket(t)
 	base := testDir(t)

@@ -20,10 +20,7 @@ import (
 // beside pg_dump -Fc (its default compression) and pg_dump -Fc -Z0 | zstd -1
 // to a local file.
 func TestBenchDump(t *testing.T) {
-	scale := 70
-	if v, err := strconv.Atoi(os.Getenv("PGWARD_BENCH_SCALE")); err == nil && v > 0 {
-		scale = v
-	}
+	scale := benchScale()
 	srv := miniotest.Start(t)
 	bucket := srv.Bucket(t)
 	base := testDir(t)

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,10 +18,7 @@ import (
 // and without prefetch, beside pgBackRest restoring the same data from a
 // posix repository.
 func TestBenchRestore(t *testing.T) {
-	scale := 70
-	if v, err := strconv.Atoi(os.Getenv("PGWARD_BENCH_SCALE")); err == nil && v > 0 {
-		scale = v
-	}
+	scale := benchScale()
 	base := testDir(t)
 	identity, recipient := keyPair(t, base)
 	repo := "file://" + repoDir(t, base)

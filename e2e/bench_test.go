@@ -278,3 +278,12 @@ pg1-port=%[4]d
 pg1-user=postgres
 `, base, pg.dir, pg.sock, pg.port))
 }
+
+// benchScale is the pgbench scale of the database benches: 70 (about
+// 1 GiB), or PGWARD_BENCH_SCALE.
+func benchScale() int {
+	if v, err := strconv.Atoi(os.Getenv("PGWARD_BENCH_SCALE")); err == nil && v > 0 {
+		return v
+	}
+	return 70
+}
