@@ -36,6 +36,10 @@ const (
 	flagS3Insecure   = "s3-insecure"
 	flagS3PathStyle  = "s3-path-style"
 	flagLogLevel     = "log-level"
+	// Authenticity: writers sign what they store, readers trust signers.
+	flagSigningKeyFile = "signing-key-file"
+	flagTrustedSigner  = "trusted-signer"
+	flagAllowUnsigned  = "allow-unsigned"
 )
 
 func globalFlags() []cli.Flag {
@@ -50,6 +54,9 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagS3Region, EnvVars: []string{"PGWARD_S3_REGION"}, Usage: "S3 `REGION` (default us-east-1)"},
 		&cli.BoolFlag{Name: flagS3Insecure, EnvVars: []string{"PGWARD_S3_INSECURE"}, Usage: "talk to the S3 endpoint over plain HTTP, without TLS"},
 		&cli.BoolFlag{Name: flagS3PathStyle, EnvVars: []string{"PGWARD_S3_PATH_STYLE"}, Usage: "address buckets path-style (endpoint/bucket/key), as most self-hosted stores need"},
+		&cli.StringFlag{Name: flagSigningKeyFile, EnvVars: []string{"PGWARD_SIGNING_KEY_FILE"}, Usage: "sign every stored object with the Ed25519 key in `FILE` (hosts that write; from 'pgward keys generate --signing')"},
+		&cli.StringFlag{Name: flagTrustedSigner, EnvVars: []string{"PGWARD_TRUSTED_SIGNER"}, Usage: "accept only objects signed by these public keys, comma-separated (`pgwsig1…`; hosts that read)"},
+		&cli.BoolFlag{Name: flagAllowUnsigned, EnvVars: []string{"PGWARD_ALLOW_UNSIGNED"}, Usage: "with --trusted-signer: still read objects that carry no signature (a repository written before signing), with a warning"},
 		&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{"PGWARD_LOG_LEVEL"}, Value: "info", Usage: "log `LEVEL`: debug, info, warn or error"},
 	}
 }
@@ -58,6 +65,7 @@ func globalFlags() []cli.Flag {
 var configKeys = []string{
 	flagRepo, flagCluster, flagRecipient, flagIdentityFile, flagNoEncryption,
 	flagS3Endpoint, flagS3Region, flagS3Insecure, flagS3PathStyle, flagLogLevel,
+	flagSigningKeyFile, flagTrustedSigner, flagAllowUnsigned,
 }
 
 // loadConfigFile applies the YAML file's values to the global settings
@@ -110,6 +118,8 @@ type settings struct {
 	S3Endpoint, S3Region                   string
 	S3Insecure, S3PathStyle                bool
 	LogLevel                               string
+	SigningKeyFile, TrustedSigner          string
+	AllowUnsigned                          bool
 }
 
 func settingsFrom(c *cli.Context) settings {
@@ -119,7 +129,9 @@ func settingsFrom(c *cli.Context) settings {
 		NoEncryption: c.Bool(flagNoEncryption),
 		S3Endpoint:   c.String(flagS3Endpoint), S3Region: c.String(flagS3Region),
 		S3Insecure: c.Bool(flagS3Insecure), S3PathStyle: c.Bool(flagS3PathStyle),
-		LogLevel: c.String(flagLogLevel),
+		LogLevel:       c.String(flagLogLevel),
+		SigningKeyFile: c.String(flagSigningKeyFile), TrustedSigner: c.String(flagTrustedSigner),
+		AllowUnsigned: c.Bool(flagAllowUnsigned),
 	}
 }
 
@@ -137,6 +149,8 @@ func (s settings) env() []string {
 		"PGWARD_S3_ENDPOINT=" + s.S3Endpoint, "PGWARD_S3_REGION=" + s.S3Region,
 		"PGWARD_S3_INSECURE=" + b(s.S3Insecure), "PGWARD_S3_PATH_STYLE=" + b(s.S3PathStyle),
 		"PGWARD_LOG_LEVEL=" + s.LogLevel, "PGWARD_CONFIG=",
+		"PGWARD_SIGNING_KEY_FILE=" + s.SigningKeyFile, "PGWARD_TRUSTED_SIGNER=" + s.TrustedSigner,
+		"PGWARD_ALLOW_UNSIGNED=" + b(s.AllowUnsigned),
 	}
 }
 
