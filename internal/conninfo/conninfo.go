@@ -26,10 +26,55 @@ func Parse(s string) (Params, error) {
 		return Params{}, errors.New("invalid connection string (not shown: it may hold a password); " +
 			"write host=… port=… user=… dbname=… or postgres://user@host:port/dbname")
 	}
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+	if isURL(s) {
 		return parseURL(s)
 	}
 	return parseKeywords(s)
+}
+
+// HasPassword reports whether the connection string s carries a secret
+// itself: a password (or sslpassword) keyword, a password in a URL's user
+// info, or one in a URL's query. An empty value does not count. It reads s
+// as Parse does but without libpq's checks or the PG* environment (which
+// may hold a password that s does not), so that it answers for strings
+// that are otherwise invalid too; a string it cannot read at all counts as
+// holding a password when one might be there.
+func HasPassword(s string) bool {
+	var (
+		p   Params
+		err error
+	)
+	if isURL(s) {
+		p, err = parseURL(s)
+	} else {
+		p, err = parseKeywords(s)
+	}
+	if err != nil {
+		return mayHoldPassword(s)
+	}
+	for i, k := range p.keys {
+		if (strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword")) && p.values[i] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// mayHoldPassword is HasPassword's answer for a string it cannot read.
+func mayHoldPassword(s string) bool {
+	if strings.Contains(strings.ToLower(s), "password") {
+		return true
+	}
+	if !isURL(s) {
+		return false
+	}
+	_, rest, _ := strings.Cut(s, "://")
+	userinfo, _, found := strings.Cut(rest, "@")
+	return found && strings.Contains(userinfo, ":")
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 func parseURL(s string) (Params, error) {

@@ -67,3 +67,33 @@ func TestParseErrorHidesTheString(t *testing.T) {
 		t.Fatalf("error shows the password: %v", err)
 	}
 }
+
+func TestHasPassword(t *testing.T) {
+	for in, want := range map[string]bool{
+		"":                                           false,
+		"host=/tmp user=postgres":                    false,
+		"host=db1 password=s3cret":                   true,
+		"host=db1 password = 's3 cret'":              true,
+		`host=db1 password='a\'b'`:                   true,
+		"host=db1 PASSWORD=s3cret":                   true, // libpq would refuse it; argv still shows it
+		"host=db1 sslpassword=keypass":               true,
+		"host=db1 password=''":                       false, // nothing to hide
+		"host=db1 passfile=/etc/pgward/pgpass":       false,
+		"host=db1 options='-c search_path=password'": false,
+		"postgres://app@db1/crm":                     false,
+		"postgres://app:s3cret@db1/crm":              true,
+		"postgresql://app:s3cret@db1,db2:6000/crm":   true,
+		"postgres://app:@db1/crm":                    false,
+		"postgres://db1/crm?password=s3cret":         true,
+		"postgres://db1/crm?sslmode=disable":         false,
+		// Unreadable strings: counted as holding a password when one may be there.
+		"host=db1 password='s3cret":      true, // unterminated quote
+		"postgres://app:s3%zzcret@db1/x": true, // bad escape
+		"host=db1 port":                  false,
+		"host=db1\npassword=s3cret":      true,
+	} {
+		if got := conninfo.HasPassword(in); got != want {
+			t.Errorf("HasPassword(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
