@@ -1,21 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/internal/conninfo"
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/storage/fs"
@@ -69,7 +72,8 @@ var configKeys = []string{
 }
 
 // loadConfigFile applies the YAML file's values to the global settings
-// that neither a flag nor an environment variable set.
+// that neither a flag nor an environment variable set, and keeps its
+// connection strings (connConfigKeys) for the commands that read them.
 func loadConfigFile(c *cli.Context) error {
 	path := c.String(flagConfig)
 	if path == "" {
@@ -79,36 +83,323 @@ func loadConfigFile(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	var values map[string]any
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&values); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+	values, err := parseConfigFile(data, func(key string) configKind {
+		switch {
+		case slices.Contains(configListKeys, key):
+			return kindList
+		case isBoolFlag(c.App.Flags, key):
+			return kindBool
+		}
+		return kindString
+	})
+	if err != nil {
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	for key, v := range values {
-		if !slices.Contains(configKeys, key) {
-			return fmt.Errorf("config file %s: unknown key %q (known keys: %s)", path, key, strings.Join(configKeys, ", "))
+	conns := map[string]string{}
+	for _, kv := range values {
+		if slices.Contains(connConfigKeys, kv.key) {
+			conns[kv.key] = kv.value
+			continue
 		}
-		if c.IsSet(key) {
+		if c.IsSet(kv.key) {
 			continue // a flag or environment variable wins
 		}
-		var s string
-		switch v := v.(type) {
-		case []any: // a YAML list of recipients
-			parts := make([]string, len(v))
-			for i, p := range v {
-				parts[i] = fmt.Sprint(p)
-			}
-			s = strings.Join(parts, ",")
-		case nil:
-			continue
-		default:
-			s = fmt.Sprint(v)
-		}
-		if err := c.Set(key, s); err != nil {
-			return fmt.Errorf("config file %s: key %s: %w", path, key, err)
+		if err := c.Set(kv.key, kv.value); err != nil {
+			return fmt.Errorf("config file %s: key %s: %w", path, kv.key, err)
 		}
 	}
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
+	}
+	c.App.Metadata[configConnsKey] = conns
 	return nil
+}
+
+// connConfigKeys are the config file's keys for the commands' connection
+// strings: each is its flag's environment variable without PGWARD_, so
+// `source` is stream's --source (PGWARD_SOURCE), `backup-source` also
+// backup's --source (PGWARD_BACKUP_SOURCE). A password may sit there, as in
+// the environment: neither shows in ps (issue 11).
+var connConfigKeys = []string{"source", "backup-source", "dump-source", "drill-target"}
+
+// configListKeys are the settings the config file may give as a YAML
+// list; the items are joined with commas.
+var configListKeys = []string{flagRecipient, flagTrustedSigner}
+
+// configConnsKey holds, in the App's Metadata, the connection strings the
+// config file gave.
+const configConnsKey = "pgward.config-connections"
+
+type configKind int
+
+const (
+	kindString configKind = iota
+	kindBool
+	kindList
+)
+
+type configValue struct{ key, value string }
+
+// parseConfigFile reads the YAML settings, in the order written. Every
+// value must be what its key takes (kind says which): a map, or a list for
+// a key that is not a list, is refused rather than turned into a string
+// such as "map[a:b]". A null value is left out. Errors name the key and
+// never show a value but a boolean's (a string may be a password).
+func parseConfigFile(data []byte, kind func(key string) configKind) ([]configValue, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil // an empty file, or only comments
+	}
+	root := resolveAlias(doc.Content[0])
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("want settings as key: value lines (e.g. repo: s3://bucket/pg), got %s", nodeKind(root))
+	}
+	known := append(slices.Clone(configKeys), connConfigKeys...)
+	var values []configValue
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], resolveAlias(root.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: a key must be a name, got %s", k.Line, nodeKind(k))
+		}
+		key := k.Value
+		if !slices.Contains(known, key) {
+			return nil, fmt.Errorf("unknown key %q (known keys: %s)", key, strings.Join(known, ", "))
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("key %s: given twice (line %d)", key, k.Line)
+		}
+		seen[key] = true
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			continue
+		}
+		value, err := configScalar(v, kind(key))
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", key, err)
+		}
+		values = append(values, configValue{key, value})
+	}
+	return values, nil
+}
+
+// configScalar reads one setting's value as the flag takes it.
+func configScalar(v *yaml.Node, kind configKind) (string, error) {
+	switch kind {
+	case kindBool:
+		var b bool
+		if v.Kind != yaml.ScalarNode {
+			return "", fmt.Errorf("want true or false, got %s", nodeKind(v))
+		}
+		if v.Decode(&b) == nil {
+			return strconv.FormatBool(b), nil
+		}
+		// A quoted "true", as the environment variable would take it.
+		if b, err := strconv.ParseBool(v.Value); err == nil {
+			return strconv.FormatBool(b), nil
+		}
+		return "", fmt.Errorf("want true or false, got %s", shortQuote(v.Value))
+	case kindList:
+		if v.Kind == yaml.SequenceNode {
+			parts := make([]string, len(v.Content))
+			for i, item := range v.Content {
+				item = resolveAlias(item)
+				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
+					return "", fmt.Errorf("item %d: want a string, got %s", i+1, nodeKind(item))
+				}
+				parts[i] = item.Value
+			}
+			return strings.Join(parts, ","), nil
+		}
+		if v.Kind != yaml.ScalarNode {
+			return "", fmt.Errorf("want a string or a list of strings, got %s", nodeKind(v))
+		}
+		return v.Value, nil
+	}
+	if v.Kind != yaml.ScalarNode {
+		return "", fmt.Errorf("want a string, got %s", nodeKind(v))
+	}
+	// The text as written: "cluster: 007" stays 007, not 7.
+	return v.Value, nil
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a map"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing (null)"
+		}
+		return "a single value"
+	}
+	return "something else"
+}
+
+// shortQuote quotes a value that is no secret, cut to a readable length.
+func shortQuote(s string) string {
+	if len(s) > 40 {
+		return strconv.Quote(s[:40]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// isBoolFlag reports whether flags holds a boolean flag called name.
+func isBoolFlag(flags []cli.Flag, name string) bool {
+	for _, f := range flags {
+		if _, ok := f.(*cli.BoolFlag); ok && slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// connFlag returns the connection string the command's flag name gives:
+// from the command line, then the flag's environment variable, then the
+// config file (connConfigKeys). A password written on the command line is
+// refused (issue 11): every user of the host reads a process's arguments
+// in ps, and the sidecar runs for months. ~/.pgpass, PGPASSFILE,
+// PGPASSWORD, the flag's environment variable and the config file stay
+// allowed, since none of them shows in ps.
+func connFlag(c *cli.Context, name string) (string, error) {
+	v := c.String(name)
+	env := flagEnvVar(c, name)
+	if c.IsSet(name) {
+		// urfave/cli does not say where a value came from: one equal to
+		// the flag's environment variable came from there (or the
+		// command line repeats it, and then ps shows nothing new).
+		if ev, ok := os.LookupEnv(env); env != "" && ok && ev == v {
+			return v, nil
+		}
+		if conninfo.HasPassword(v) {
+			return "", passwordOnCommandLine(name, env)
+		}
+		return v, nil
+	}
+	if key := connConfigKey(env); key != "" {
+		if conns, ok := c.App.Metadata[configConnsKey].(map[string]string); ok {
+			if fv, ok := conns[key]; ok {
+				return fv, nil
+			}
+		}
+	}
+	return v, nil
+}
+
+// parseConn parses the connection string of flag name as pgconn does. Its
+// error shows the string (pgconn hides what it can recognize as a
+// password) unless the string holds a password, which pgconn's best effort
+// may miss ("password = 'a b'").
+func parseConn(name, s string) (*pgconn.Config, error) {
+	cfg, err := pgconn.ParseConfig(s)
+	if err != nil {
+		if conninfo.HasPassword(s) {
+			return nil, fmt.Errorf("--%s: invalid connection string (not shown: it holds a password); "+
+				"write host=… port=… user=… dbname=… or postgres://user@host:port/dbname", name)
+		}
+		return nil, fmt.Errorf("--%s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// passwordOnCommandLine is connFlag's refusal. It never shows the string.
+func passwordOnCommandLine(name, env string) error {
+	where := "put the password in ~/.pgpass (or the file PGPASSFILE names) or in PGPASSWORD"
+	if key := connConfigKey(env); key != "" {
+		where += fmt.Sprintf(", or give the whole connection string in %s or as %s: in the --config file", env, key)
+	}
+	return fmt.Errorf("--%s holds a password (not shown): refused, because every user of this host can read a command line (ps) "+
+		"for as long as pgward runs; remove it from --%s and %s", name, name, where)
+}
+
+// flagEnvVar returns the first environment variable of the command's
+// flag name, or "".
+func flagEnvVar(c *cli.Context, name string) string {
+	if c.Command == nil {
+		return ""
+	}
+	for _, f := range c.Command.Flags {
+		if ef, ok := f.(interface{ GetEnvVars() []string }); ok && slices.Contains(f.Names(), name) {
+			if envs := ef.GetEnvVars(); len(envs) > 0 {
+				return envs[0]
+			}
+		}
+	}
+	return ""
+}
+
+// connConfigKey is the config file's key for a connection string whose
+// flag reads environment variable env, or "" if the file has none.
+func connConfigKey(env string) string {
+	key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "PGWARD_")), "_", "-")
+	if env == "" || !slices.Contains(connConfigKeys, key) {
+		return ""
+	}
+	return key
+}
+
+// flagUsageError is an OnUsageError for urfave/cli: a value a flag cannot
+// take, from the command line or the environment, is reported with the
+// form the flag wants (urfave/cli says only "parse error" or quotes
+// strconv). Other usage errors pass unchanged.
+func flagUsageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	var flags []cli.Flag
+	if c.Command != nil {
+		flags = c.Command.Flags
+	}
+	if c.App != nil {
+		flags = append(slices.Clone(flags), c.App.Flags...)
+	}
+	// could not parse "maybe" as bool value from environment variable "PGWARD_NO_ENCRYPTION" for flag no-encryption: …
+	if m := envParseError.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("environment variable %s (for --%s): want %s, got %s", m[3], m[4], flagWants(flags, m[4]), m[1])
+	}
+	// invalid boolean value "maybe" for -force: parse error
+	// invalid value "x" for flag -keep-daily: parse error
+	if m := argParseError.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("--%s %s: want %s", m[2], m[1], flagWants(flags, m[2]))
+	}
+	return err
+}
+
+var (
+	envParseError = regexp.MustCompile(`^could not parse ("(?:[^"\\]|\\.)*") as [\w ]+ value from (environment variable "([^"]+)"|file "[^"]*") for flag ([\w-]+): `)
+	argParseError = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-+([\w-]+): `)
+)
+
+// flagWants describes the values flag name takes.
+func flagWants(flags []cli.Flag, name string) string {
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.BoolFlag:
+			return "true or false"
+		case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
+			return "a whole number"
+		case *cli.DurationFlag:
+			return "a duration such as 90s, 15m or 168h"
+		case *cli.Float64Flag:
+			return "a number"
+		}
+	}
+	return "another value (see --help)"
 }
 
 // settings are the resolved global options.
@@ -120,6 +411,7 @@ type settings struct {
 	LogLevel                               string
 	SigningKeyFile, TrustedSigner          string
 	AllowUnsigned                          bool
+	errWriter                              io.Writer // where warnings go
 }
 
 func settingsFrom(c *cli.Context) settings {
@@ -129,7 +421,7 @@ func settingsFrom(c *cli.Context) settings {
 		NoEncryption: c.Bool(flagNoEncryption),
 		S3Endpoint:   c.String(flagS3Endpoint), S3Region: c.String(flagS3Region),
 		S3Insecure: c.Bool(flagS3Insecure), S3PathStyle: c.Bool(flagS3PathStyle),
-		LogLevel:       c.String(flagLogLevel),
+		LogLevel:       c.String(flagLogLevel), errWriter: c.App.ErrWriter,
 		SigningKeyFile: c.String(flagSigningKeyFile), TrustedSigner: c.String(flagTrustedSigner),
 		AllowUnsigned: c.Bool(flagAllowUnsigned),
 	}
@@ -186,6 +478,9 @@ func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
 		if u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
 			return nil, layout, fmt.Errorf("file repository URL %q must name an absolute path: file:///var/lib/pgward/repo", shown)
 		}
+		if u.User != nil {
+			return nil, layout, fmt.Errorf("file repository URL %q holds user info: a file repository has no credentials, write file:///absolute/path", shown)
+		}
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, layout, fmt.Errorf("repository URL %q names host %q: a file repository is local, write file:///absolute/path", shown, u.Host)
 		}
@@ -194,6 +489,9 @@ func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
 	case "s3":
 		bucket, prefix, err := s3.ParseURL(s.Repo)
 		if err != nil {
+			return nil, layout, err
+		}
+		if err := checkS3Endpoint(s.S3Endpoint); err != nil {
 			return nil, layout, err
 		}
 		b, err := s3.New(s3.Config{
@@ -207,6 +505,50 @@ func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
 	default:
 		return nil, layout, fmt.Errorf("unknown repository scheme %q in %q: use file:///absolute/path or s3://bucket/prefix", u.Scheme, shown)
 	}
+}
+
+// checkS3Endpoint refuses an --s3-endpoint that is not host[:port] or
+// http(s)://host[:port]; above all one with credentials in it
+// (http://AK:SECRET@host), which would sit in ps and in every error that
+// names the endpoint: like the repository URL, it must not hold them
+// (issue 11). Errors show the endpoint only when it cannot hold a secret.
+func checkS3Endpoint(endpoint string) error {
+	const want = "write host[:port] or http(s)://host[:port]"
+	if endpoint == "" {
+		return nil // the default, s3.amazonaws.com
+	}
+	if strings.ContainsFunc(endpoint, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("--s3-endpoint holds spaces or control characters (not shown): %s", want)
+	}
+	hostPort := endpoint
+	if scheme, rest, ok := strings.Cut(endpoint, "://"); ok {
+		u, err := url.Parse(endpoint)
+		if err != nil {
+			return fmt.Errorf("--s3-endpoint is not a valid URL (not shown: it may hold credentials): %s", want)
+		}
+		if u.User != nil {
+			return fmt.Errorf("--s3-endpoint %q holds credentials: refused; put them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and %s",
+				u.Scheme+"://"+u.Host, want)
+		}
+		if scheme != "http" && scheme != "https" {
+			return fmt.Errorf("--s3-endpoint scheme %s: want http or https (%s)", shortQuote(scheme), want)
+		}
+		if u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+			return fmt.Errorf("--s3-endpoint %q has a path or query after the host (not shown): %s; the bucket and prefix go in --repo s3://bucket/prefix",
+				u.Scheme+"://"+u.Host, want)
+		}
+		hostPort, _, _ = strings.Cut(rest, "/")
+	}
+	if strings.Contains(hostPort, "@") {
+		return fmt.Errorf("--s3-endpoint holds credentials (not shown): refused; put them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and %s", want)
+	}
+	if hostPort == "" {
+		return fmt.Errorf("--s3-endpoint names no host: %s", want)
+	}
+	if i := strings.IndexAny(hostPort, "/?#"); i >= 0 {
+		return fmt.Errorf("--s3-endpoint %s is not host[:port]: it goes on after the host (not shown); %s", shortQuote(hostPort[:i]), want)
+	}
+	return nil
 }
 
 // sealer returns the Sealer for writing, refusing to write unencrypted
@@ -223,20 +565,31 @@ func (s settings) sealer() (*seal.Sealer, error) {
 	case len(recipients) > 0 && s.NoEncryption:
 		return nil, errors.New("both --recipient and --no-encryption are set: choose one")
 	}
-	return seal.NewSealer(recipients, seal.LevelFastest, 0), nil
+	key, err := s.signingKey()
+	if err != nil {
+		return nil, err
+	}
+	return seal.NewSealer(recipients, seal.LevelFastest, 0).SignWith(key), nil
 }
 
 // opener returns the Opener for reading; without an identity it can read
 // only unencrypted objects, and says so when it meets an encrypted one.
 func (s settings) opener() (*seal.Opener, error) {
+	trust, err := s.trust()
+	if err != nil {
+		return nil, err
+	}
 	if s.IdentityFile == "" {
-		return seal.NewOpener(nil), nil
+		return seal.NewOpener(nil).SetTrust(trust), nil
+	}
+	if err := checkPrivateFile(s.IdentityFile, "--identity-file"); err != nil {
+		return nil, err
 	}
 	ids, err := seal.LoadIdentities(s.IdentityFile)
 	if err != nil {
 		return nil, fmt.Errorf("%w (--identity-file / PGWARD_IDENTITY_FILE)", err)
 	}
-	return seal.NewOpener(ids), nil
+	return seal.NewOpener(ids).SetTrust(trust), nil
 }
 
 // archiveFor builds the Archive a command needs from the global settings:
@@ -252,6 +605,7 @@ func archiveFor(c *cli.Context, write, read bool) (*archive.Archive, *slog.Logge
 		if a.Sealer, err = s.sealer(); err != nil {
 			return nil, nil, err
 		}
+		warnUnsigned(log, a.Sealer.Signer())
 	}
 	if read {
 		if a.Opener, err = s.opener(); err != nil {
