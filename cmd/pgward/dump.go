@@ -55,7 +55,8 @@ every dump is sealed to --recipient.`,
 			pgBin,
 			&cli.BoolFlag{Name: "json", Usage: "print the dumps made as a JSON array"},
 		},
-		Action: runDump,
+		Action:       runDump,
+		OnUsageError: flagUsageError,
 		Subcommands: []*cli.Command{
 			{
 				Name: "list", Usage: "list dumps",
@@ -64,7 +65,8 @@ every dump is sealed to --recipient.`,
 					&cli.BoolFlag{Name: "globals", Usage: "only the globals dumps (roles, tablespaces)"},
 					&cli.BoolFlag{Name: "json", Usage: "print a JSON array of dump.json records"},
 				},
-				Action: runDumpList,
+				Action:       runDumpList,
+				OnUsageError: flagUsageError,
 			},
 			{
 				Name: "restore", Usage: "restore a dump into a new (or, with --force, an existing) database",
@@ -77,14 +79,16 @@ every dump is sealed to --recipient.`,
 					&cli.BoolFlag{Name: "no-owner", Usage: "give every object to the connecting role; skip privileges (for a server without the dump's roles)"},
 					pgBin,
 				},
-				Action: runDumpRestore,
+				Action:       runDumpRestore,
+				OnUsageError: flagUsageError,
 			},
 			{
 				Name: "prune", Usage: "delete dumps retention does not keep (daily/weekly/monthly, per database)",
 				Flags: append(append([]cli.Flag{}, keep...),
 					&cli.BoolFlag{Name: "dry-run", Usage: "only say what would be deleted"},
 					&cli.BoolFlag{Name: "json", Usage: "print what was kept and deleted as JSON"}),
-				Action: runDumpPrune,
+				Action:       runDumpPrune,
+				OnUsageError: flagUsageError,
 			},
 			{
 				Name: "drill", Usage: "restore a random dump of the last week into a scratch database and check its tables and rows",
@@ -97,7 +101,8 @@ every dump is sealed to --recipient.`,
 					&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when the drill fails"},
 					&cli.StringFlag{Name: "metrics-file", Usage: "write the drill's metrics to `FILE` (node_exporter textfile format)"},
 				},
-				Action: runDumpDrill,
+				Action:       runDumpDrill,
+				OnUsageError: flagUsageError,
 			},
 		},
 	}
@@ -139,8 +144,12 @@ func runDump(c *cli.Context) error {
 		return fmt.Errorf("unknown dump subcommand %q (list, restore, prune, drill)", c.Args().First())
 	}
 	limitMemory(memoryLimit)
-	if c.String("source") == "" {
-		return errors.New("give --source (or PGWARD_DUMP_SOURCE): the connection string of the server to dump, typically the replica")
+	source, err := connFlag(c, "source")
+	if err != nil {
+		return err
+	}
+	if source == "" {
+		return errors.New("give --source (or PGWARD_DUMP_SOURCE, or dump-source: in the --config file): the connection string of the server to dump, typically the replica")
 	}
 	if c.Int("retries") < 0 {
 		return errors.New("--retries cannot be negative")
@@ -158,7 +167,7 @@ func runDump(c *cli.Context) error {
 		return err
 	}
 	cfg := dump.Config{
-		Catalog: cat, Source: c.String("source"), Databases: c.StringSlice("database"), Globals: !c.Bool("no-globals"),
+		Catalog: cat, Source: source, Databases: c.StringSlice("database"), Globals: !c.Bool("no-globals"),
 		Keys: keys, Tools: dump.Tools{Dir: c.String("pg-bin")}, Retries: c.Int("retries"), RetryDelay: c.Duration("retry-delay"),
 		PauseReplay: c.Bool("pause-replay"), Now: now,
 	}
@@ -237,7 +246,11 @@ func runDumpRestore(c *cli.Context) error {
 	if db == "" {
 		return errors.New("give --database NAME: the database whose dump to restore (see 'pgward dump list')")
 	}
-	if c.String("into") == "" {
+	into, err := connFlag(c, "into")
+	if err != nil {
+		return err
+	}
+	if into == "" {
 		return errors.New("give --into: the connection string of the target server, with the dbname to create (e.g. 'host=/var/run/postgresql dbname=shop_restored')")
 	}
 	if c.IsSet("at") && c.IsSet("id") {
@@ -263,7 +276,7 @@ func runDumpRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := dump.RestoreConfig{Catalog: cat, Opener: opener, Dump: info, Into: c.String("into"), Force: c.Bool("force"),
+	cfg := dump.RestoreConfig{Catalog: cat, Opener: opener, Dump: info, Into: into, Force: c.Bool("force"),
 		NoOwner: c.Bool("no-owner"), Tools: dump.Tools{Dir: c.String("pg-bin")}}
 	if f, ok := c.App.ErrWriter.(*os.File); ok && isTerminal(f) {
 		bar := newProgressBar(c.App.ErrWriter)
@@ -329,7 +342,15 @@ func pruneDumps(c *cli.Context, cat dump.Catalog, policy dump.Policy, now time.T
 
 func runDumpDrill(c *cli.Context) error {
 	limitMemory(memoryLimit)
+	target, err := connFlag(c, "drill-target")
+	if err != nil {
+		return err
+	}
 	cat, err := dumpCatalog(c)
+	if err != nil {
+		return err
+	}
+	notify, err := newNotifier(c.String("notify-url"), cat.Layout.Cluster, prometheus.NewRegistry(), cat.Logger)
 	if err != nil {
 		return err
 	}
@@ -348,7 +369,7 @@ func runDumpDrill(c *cli.Context) error {
 	reg := prometheus.NewRegistry()
 	m := newDrillMetrics(reg)
 	rep, derr := dump.Drill(c.Context, dump.DrillConfig{Catalog: cat, Opener: opener, Database: c.String("database"), ID: c.String("id"),
-		Target: c.String("drill-target"), Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now})
+		Target: target, Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now})
 	m.observe(rep)
 	if f := c.String("metrics-file"); f != "" {
 		if err := prometheus.WriteToTextfile(f, reg); err != nil {
@@ -363,7 +384,6 @@ func runDumpDrill(c *cli.Context) error {
 		printDrill(c.App.Writer, rep)
 	}
 	if derr != nil {
-		notify := newNotifier(c.String("notify-url"), cat.Layout.Cluster, prometheus.NewRegistry(), cat.Logger)
 		notify.failed(c.Context, "dump-drill", derr)
 		return withStatus(exitError, errSilent)
 	}

@@ -16,8 +16,9 @@ import (
 
 // scheduleDumps starts the sidecar's nightly dumps (each run followed by
 // a prune) and weekly restore drills, when --dump-source is set.
-func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg prometheus.Registerer, notify *notifier, log *slog.Logger) error {
-	src := c.String("dump-source")
+// src and drillTarget are --dump-source and --drill-target, read with
+// connFlag.
+func scheduleDumps(ctx context.Context, c *cli.Context, src, drillTarget string, wg *sync.WaitGroup, reg prometheus.Registerer, notify *notifier, log *slog.Logger) error {
 	if src == "" {
 		return nil
 	}
@@ -85,7 +86,7 @@ func scheduleDumps(ctx context.Context, c *cli.Context, wg *sync.WaitGroup, reg 
 		return err
 	}
 	m := newDrillMetrics(reg)
-	dcfg := dump.DrillConfig{Catalog: cat, Opener: opener, Target: c.String("drill-target"), Tools: tools}
+	dcfg := dump.DrillConfig{Catalog: cat, Opener: opener, Target: drillTarget, Tools: tools}
 	wg.Go(func() {
 		schedule.Every(ctx, drillSched, "drill", log, func() {
 			rep, err := dump.Drill(ctx, dcfg)

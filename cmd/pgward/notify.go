@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +18,8 @@ import (
 // notifier reports failed scheduled jobs: a counter, and a JSON POST to
 // --notify-url with retries.
 type notifier struct {
-	url      string
+	url      string // "" when off
+	shown    string // url without user info, path or query: for logs and errors
 	cluster  string
 	failures *prometheus.CounterVec
 	log      *slog.Logger
@@ -23,12 +27,61 @@ type notifier struct {
 	backoff  time.Duration // before the first retry; doubles
 }
 
-func newNotifier(url, cluster string, reg prometheus.Registerer, log *slog.Logger) *notifier {
-	n := &notifier{url: url, cluster: cluster, log: log, client: &http.Client{Timeout: 10 * time.Second}, backoff: time.Second,
+// newNotifier checks rawURL (empty: no notices, only the counter). A
+// webhook URL often carries its token in the user info, path or query, so
+// the notifier logs and reports it only as scheme://host/…?… (issue 11).
+func newNotifier(rawURL, cluster string, reg prometheus.Registerer, log *slog.Logger) (*notifier, error) {
+	n := &notifier{cluster: cluster, log: log, client: &http.Client{Timeout: 10 * time.Second}, backoff: time.Second,
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgward", Name: "scheduled_job_failures_total",
 			Help: "Failed scheduled jobs of the sidecar (backup, prune)."}, []string{"job"})}
+	if rawURL != "" {
+		shown, err := checkNotifyURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		n.url, n.shown = rawURL, shown
+	}
 	reg.MustRegister(n.failures)
-	return n
+	return n, nil
+}
+
+// checkNotifyURL accepts an http(s) URL with a host and returns the form
+// that may be shown. Its errors never show the URL.
+func checkNotifyURL(raw string) (shown string, err error) {
+	const want = "want http(s)://host[:port]/path, e.g. https://hooks.example.com/pgward"
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the input, which may hold a token.
+		return "", fmt.Errorf("--notify-url is not a valid URL (not shown: it may hold a token): %s", want)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("--notify-url is not an http or https URL (not shown: it may hold a token): %s", want)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("--notify-url names no host: %s", want)
+	}
+	return redactURL(u), nil
+}
+
+// redactURL writes u as scheme://host, with "…" for any user info, path
+// and query, which may all hold a token.
+func redactURL(u *url.URL) string {
+	var b strings.Builder
+	b.WriteString(u.Scheme + "://")
+	if u.User != nil {
+		b.WriteString("…@")
+	}
+	b.WriteString(u.Host)
+	if strings.Trim(u.EscapedPath(), "/") != "" || u.Opaque != "" {
+		b.WriteString("/…")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		b.WriteString("?…")
+	}
+	if u.Fragment != "" {
+		b.WriteString("#…")
+	}
+	return b.String()
 }
 
 // failed counts the failure and posts it; it returns once delivered or
@@ -46,7 +99,8 @@ func (n *notifier) failed(ctx context.Context, job string, err error) {
 	for attempt := 1; attempt <= 5; attempt++ {
 		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
 		if rerr != nil {
-			n.log.Error("notification not sent", "err", rerr)
+			// Not rerr: it quotes the URL.
+			n.log.Error("notification not sent: cannot build the request", "url", n.shown, "job", job)
 			return
 		}
 		req.Header.Set("Content-Type", "application/json")
@@ -58,7 +112,7 @@ func (n *notifier) failed(ctx context.Context, job string, err error) {
 			}
 			perr = fmt.Errorf("HTTP %s", resp.Status)
 		}
-		n.log.Warn("notification failed; retrying", "attempt", attempt, "err", perr)
+		n.log.Warn("notification failed; retrying", "url", n.shown, "job", job, "attempt", attempt, "err", n.redact(perr))
 		select {
 		case <-ctx.Done():
 			return
@@ -66,5 +120,23 @@ func (n *notifier) failed(ctx context.Context, job string, err error) {
 		}
 		backoff *= 2
 	}
-	n.log.Error("notification not delivered after 5 attempts", "job", job)
+	n.log.Error("notification not delivered after 5 attempts", "url", n.shown, "job", job)
+}
+
+// redact replaces the URL a *url.Error quotes (the notify URL, or where
+// the server redirected to) with the shown form.
+func (n *notifier) redact(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	cause := ue.Err
+	for {
+		var inner *url.Error
+		if !errors.As(cause, &inner) {
+			break
+		}
+		cause = inner.Err
+	}
+	return fmt.Errorf("%s %s: %w", ue.Op, n.shown, cause)
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,7 +29,10 @@ func TestNotifierRetriesUntilDelivered(t *testing.T) {
 	}))
 	defer srv.Close()
 	reg := prometheus.NewRegistry()
-	n := newNotifier(srv.URL, "shared-01", reg, slog.New(slog.DiscardHandler))
+	n, err := newNotifier(srv.URL, "shared-01", reg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	n.backoff = time.Millisecond
 	n.failed(t.Context(), "backup", errors.New("WAL segment 00000001000000000000000A did not reach the repository"))
 	if calls.Load() != 3 {
@@ -37,5 +43,93 @@ func TestNotifierRetriesUntilDelivered(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(n.failures.WithLabelValues("backup")); v != 1 {
 		t.Errorf("failure counter = %v, want 1", v)
+	}
+}
+
+// The notify URL's user info, path and query (where webhooks keep their
+// tokens) appear in no log line, whether the server answers with an error
+// or cannot be reached (issue 11).
+func TestNotifierLogsNoToken(t *testing.T) {
+	const secret = "tok3n-s3cret"
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	// A port nothing listens on: the client's error quotes the URL.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, tc := range []struct{ name, url, shown string }{
+		{"HTTP 500", srv.URL + "/hooks/" + secret + "?token=" + secret + "&x=1", strings.TrimPrefix(srv.URL, "http://") + "/…?…"},
+		{"refused", "http://user:" + secret + "@" + closed + "/services/" + secret, "…@" + closed + "/…"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			n, err := newNotifier(tc.url, "main", prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.backoff = time.Millisecond
+			n.failed(t.Context(), "backup", errors.New("boom"))
+			out := logs.String()
+			if strings.Count(out, "notification failed; retrying") != 5 || !strings.Contains(out, "not delivered after 5 attempts") {
+				t.Errorf("want 5 retries logged, then the failure:\n%s", out)
+			}
+			if strings.Contains(out, secret) || strings.Contains(out, "token=") {
+				t.Errorf("the log shows the token:\n%s", out)
+			}
+			if !strings.Contains(out, tc.shown) {
+				t.Errorf("the log does not name the endpoint as %q:\n%s", tc.shown, out)
+			}
+		})
+	}
+	if calls.Load() != 5 {
+		t.Errorf("the server saw %d attempts, want 5", calls.Load())
+	}
+}
+
+func TestNotifierBadURL(t *testing.T) {
+	const secret = "tok3n-s3cret"
+	for _, raw := range []string{
+		"hooks.example.com/" + secret, // no scheme
+		"ftp://hooks.example.com/" + secret,
+		"http:///" + secret,                     // no host
+		"http://hooks.example.com/%zz" + secret, // bad escape
+		"http://hooks.example.com/a b\n" + secret,
+		"https://user:" + secret + "@[::1",
+		"'https://hooks.example.com/" + secret + "'", // quoted twice by a unit file
+	} {
+		_, err := newNotifier(raw, "main", prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		if err == nil {
+			t.Errorf("newNotifier(%q) accepted it", raw)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, secret) || !strings.Contains(msg, "--notify-url") || !strings.Contains(msg, "http") {
+			t.Errorf("newNotifier(%q): %v; want a message naming --notify-url and the form, without the token", raw, err)
+		}
+	}
+	n, err := newNotifier("", "main", prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil || n.url != "" {
+		t.Errorf("an empty --notify-url: %v, want notices off", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://hooks.example.com":                   "https://hooks.example.com",
+		"https://hooks.example.com/":                  "https://hooks.example.com",
+		"https://hooks.example.com/services/T/B/X":    "https://hooks.example.com/…",
+		"https://hooks.example.com:8443/h?token=abc":  "https://hooks.example.com:8443/…?…",
+		"https://u:p@hooks.example.com/?token=abc#id": "https://…@hooks.example.com?…#…",
+	} {
+		shown, err := checkNotifyURL(in)
+		if err != nil || shown != want {
+			t.Errorf("checkNotifyURL(%q) = %q, %v; want %q", in, shown, err, want)
+		}
 	}
 }

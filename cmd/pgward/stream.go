@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -74,7 +73,8 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "drill-target", EnvVars: []string{"PGWARD_DRILL_TARGET"}, Usage: "connection `STRING` of the server drills restore into (default: a throwaway local cluster)"},
 			&cli.StringFlag{Name: "pg-bin", EnvVars: []string{"PGWARD_PG_BIN"}, Usage: "run pg_dump, pg_restore, initdb from `DIR`"},
 		},
-		Action: runStream,
+		Action:       runStream,
+		OnUsageError: flagUsageError,
 	}
 }
 
@@ -82,14 +82,24 @@ func runStream(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("stream takes no arguments, got %q", c.Args().First())
 	}
+	// Every connection string first: a refused password must stop the
+	// sidecar before it serves or schedules anything.
+	conns := map[string]string{}
+	for _, name := range []string{"source", "backup-source", "dump-source", "drill-target"} {
+		v, err := connFlag(c, name)
+		if err != nil {
+			return err
+		}
+		conns[name] = v
+	}
 	a, log, err := archiveFor(c, true, false)
 	if err != nil {
 		return err
 	}
 	layout := a.Layout
-	connCfg, err := pgconn.ParseConfig(c.String("source"))
+	connCfg, err := parseConn("source", conns["source"])
 	if err != nil {
-		return fmt.Errorf("--source: %w", err)
+		return err
 	}
 	spoolMax, err := parseByteSize(c.String("spool-max"))
 	if err != nil {
@@ -108,6 +118,10 @@ func runStream(c *cli.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	notify, err := newNotifier(c.String("notify-url"), layout.Cluster, reg, log)
+	if err != nil {
+		return err
+	}
 	st, err := stream.New(stream.Config{
 		Conn: connCfg, Slot: c.String("slot"), SpoolDir: spool,
 		PartialInterval: partial, StatusInterval: c.Duration("status-interval"), SpoolMax: spoolMax,
@@ -153,8 +167,7 @@ func runStream(c *cli.Context) error {
 		})
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	notify := newNotifier(c.String("notify-url"), layout.Cluster, reg, log)
-	if src := c.String("backup-source"); src != "" {
+	if src := conns["backup-source"]; src != "" {
 		sched, err := schedule.Parse(c.String("backup-schedule"), c.String("backup-timezone"))
 		if err != nil {
 			return fmt.Errorf("--backup-schedule: %w", err)
@@ -199,7 +212,7 @@ func runStream(c *cli.Context) error {
 			})
 		})
 	}
-	if err := scheduleDumps(ctx, c, &wg, reg, notify, log); err != nil {
+	if err := scheduleDumps(ctx, c, conns["dump-source"], conns["drill-target"], &wg, reg, notify, log); err != nil {
 		return err
 	}
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
