@@ -2,16 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
@@ -44,24 +45,27 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 			&cli.DurationFlag{Name: "wal-timeout", Value: basebackup.DefaultWALTimeout, Usage: "wait at most `DURATION` for the WAL the backup needs"},
 			&cli.BoolFlag{Name: "json", Usage: "print the finished backup's backup.json"},
 		},
-		Action: runBackup,
+		Action:       runBackup,
+		OnUsageError: flagUsageError,
 		Subcommands: []*cli.Command{
 			{
 				Name: "list", Usage: "list finished backups",
-				Flags:  []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print a JSON array"}},
-				Action: runBackupList,
+				Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print a JSON array"}},
+				Action:       runBackupList,
+				OnUsageError: flagUsageError,
 			},
-			{Name: "show", Usage: "show one backup's backup.json", ArgsUsage: "ID", Action: runBackupShow},
+			{Name: "show", Usage: "show one backup's backup.json", ArgsUsage: "ID", Action: runBackupShow, OnUsageError: flagUsageError},
 			{
 				Name: "delete", Usage: "delete a backup (refused while retention still needs it, unless --force)", ArgsUsage: "ID",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "force", Usage: "delete even what retention keeps"},
 					&cli.DurationFlag{Name: "retention-window", Value: catalog.DefaultRetentionWindow, Usage: "the point-in-time recovery `WINDOW` retention keeps"},
 				},
-				Action: runBackupDelete,
+				Action:       runBackupDelete,
+				OnUsageError: flagUsageError,
 			},
-			{Name: "pin", Usage: "keep a backup whatever retention says", ArgsUsage: "ID", Action: func(c *cli.Context) error { return runBackupPin(c, true) }},
-			{Name: "unpin", Usage: "let retention decide again", ArgsUsage: "ID", Action: func(c *cli.Context) error { return runBackupPin(c, false) }},
+			{Name: "pin", Usage: "keep a backup whatever retention says", ArgsUsage: "ID", Action: func(c *cli.Context) error { return runBackupPin(c, true) }, OnUsageError: flagUsageError},
+			{Name: "unpin", Usage: "let retention decide again", ArgsUsage: "ID", Action: func(c *cli.Context) error { return runBackupPin(c, false) }, OnUsageError: flagUsageError},
 		},
 	}
 }
@@ -69,9 +73,9 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 // newBackupConfig checks the backup settings, from the flags of `backup`
 // or (named with flagPrefix "backup-") of the sidecar's schedule.
 func newBackupConfig(a *archive.Archive, log *slog.Logger, flagPrefix, source, checkpoint, label, maxRate, partSize string, walTimeout time.Duration) (basebackup.Config, error) {
-	connCfg, err := pgconn.ParseConfig(source)
+	connCfg, err := parseConn(flagPrefix+"source", source)
 	if err != nil {
-		return basebackup.Config{}, fmt.Errorf("--%ssource: %w", flagPrefix, err)
+		return basebackup.Config{}, err
 	}
 	opts := basebackup.Options{Label: label}
 	switch checkpoint {
@@ -99,11 +103,15 @@ func runBackup(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unknown backup subcommand %q (list, show, delete, pin, unpin)", c.Args().First())
 	}
+	source, err := connFlag(c, "source")
+	if err != nil {
+		return err
+	}
 	a, log, err := archiveFor(c, true, false)
 	if err != nil {
 		return err
 	}
-	cfg, err := newBackupConfig(a, log, "", c.String("source"), c.String("checkpoint"), c.String("label"),
+	cfg, err := newBackupConfig(a, log, "", source, c.String("checkpoint"), c.String("label"),
 		c.String("max-rate"), c.String("part-size"), c.Duration("wal-timeout"))
 	if err != nil {
 		return err
@@ -137,7 +145,7 @@ func runBackupList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	backups, skipped, err := basebackup.List(c.Context, store, layout)
+	backups, skipped, err := basebackup.List(c.Context, store, layout, nil)
 	if err != nil {
 		return err
 	}
@@ -164,13 +172,64 @@ func runBackupList(c *cli.Context) error {
 	return tw.Flush()
 }
 
-// oneBackup reads the single backup id argument and opens the repository.
+// oneBackup reads the single backup id argument, and the command's flags
+// written after it, and opens the repository.
 func oneBackup(c *cli.Context) (string, storage.Backend, catalog.Layout, error) {
-	if c.NArg() != 1 {
-		return "", nil, catalog.Layout{}, fmt.Errorf("%s takes one backup id (see 'pgward backup list')", c.Command.Name)
+	args, err := argsThenFlags(c)
+	if err != nil {
+		return "", nil, catalog.Layout{}, err
+	}
+	if len(args) != 1 {
+		return "", nil, catalog.Layout{}, fmt.Errorf("%s takes one backup id (see 'pgward backup list'), got %d arguments", c.Command.Name, len(args))
+	}
+	if err := basebackup.ValidateID(args[0]); err != nil {
+		// Not err: it quotes the id whole, however long.
+		return "", nil, catalog.Layout{}, fmt.Errorf("invalid backup id %s: ids look like 20261121T225704Z (see 'pgward backup list')", shortQuote(args[0]))
 	}
 	store, layout, err := settingsFrom(c).openRepo()
-	return c.Args().First(), store, layout, err
+	return args[0], store, layout, err
+}
+
+// argsThenFlags returns the command's arguments, applying those that are
+// its flags: urfave/cli stops reading flags at the first argument, and
+// the documented form is `backup delete ID --force` (issue 11). "--"
+// ends the flags.
+func argsThenFlags(c *cli.Context) ([]string, error) {
+	var args []string
+	in := c.Args().Slice()
+	for i := 0; i < len(in); i++ {
+		a := in[i]
+		if a == "--" {
+			return append(args, in[i+1:]...), nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			args = append(args, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		var f cli.Flag
+		for _, cf := range c.Command.Flags {
+			if slices.Contains(cf.Names(), name) {
+				f = cf
+			}
+		}
+		if f == nil {
+			return nil, fmt.Errorf("%s: unknown option %s (see 'pgward backup %s --help')", c.Command.Name, shortQuote(a), c.Command.Name)
+		}
+		if _, isBool := f.(*cli.BoolFlag); isBool && !hasValue {
+			value = "true"
+		} else if !hasValue {
+			if i+1 == len(in) {
+				return nil, fmt.Errorf("%s: option --%s needs a value", c.Command.Name, name)
+			}
+			i++
+			value = in[i]
+		}
+		if err := c.Set(name, value); err != nil {
+			return nil, fmt.Errorf("--%s %s: want %s", name, shortQuote(value), flagWants(c.Command.Flags, name))
+		}
+	}
+	return args, nil
 }
 
 func runBackupShow(c *cli.Context) error {
@@ -178,7 +237,7 @@ func runBackupShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := basebackup.Get(c.Context, store, layout, id)
+	b, err := basebackup.Get(c.Context, store, layout, id, nil)
 	if err != nil {
 		return err
 	}
@@ -190,22 +249,39 @@ func runBackupDelete(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !c.Bool("force") {
-		if _, err := basebackup.Get(c.Context, store, layout, id); err != nil {
+	window := c.Duration("retention-window")
+	if window <= 0 {
+		return fmt.Errorf("--retention-window %s: want a positive duration, such as 168h", window)
+	}
+	force := c.Bool("force")
+	if _, err := basebackup.Get(c.Context, store, layout, id, nil); err != nil && !(force && errors.Is(err, basebackup.ErrNoBackup)) {
+		if errors.Is(err, basebackup.ErrNoBackup) {
 			return fmt.Errorf("%w (an unfinished backup's parts are deleted with --force)", err)
 		}
-		backups, _, err := basebackup.List(c.Context, store, layout)
-		if err != nil {
-			return err
+		return err
+	}
+	// --force deletes what retention keeps (docs/operations.md: a backup
+	// inside the window, the base of its oldest second, a pinned one) and
+	// the parts of an unfinished backup; it says what it overrode.
+	backups, _, err := basebackup.List(c.Context, store, layout, nil)
+	if err != nil {
+		return err
+	}
+	var sums []catalog.BackupSummary
+	pinned := false
+	for _, b := range backups {
+		sums = append(sums, catalog.BackupSummary{ID: b.ID, StopTime: b.StopTime, Pinned: b.Pinned})
+		pinned = pinned || (b.ID == id && b.Pinned)
+	}
+	if catalog.KeepBackups(sums, time.Now(), window)[id] {
+		why := fmt.Sprintf("inside the %s recovery window, or the base of its oldest second", window)
+		if pinned {
+			why = "pinned"
 		}
-		var sums []catalog.BackupSummary
-		for _, b := range backups {
-			sums = append(sums, catalog.BackupSummary{ID: b.ID, StopTime: b.StopTime, Pinned: b.Pinned})
+		if !force {
+			return fmt.Errorf("backup %s is still needed (%s): not deleted; use --force to delete it anyway", id, why)
 		}
-		if catalog.KeepBackups(sums, time.Now(), c.Duration("retention-window"))[id] {
-			return fmt.Errorf("backup %s is still needed (inside the %s recovery window, the base of its oldest second, or pinned): "+
-				"not deleted; use --force to delete it anyway", id, c.Duration("retention-window"))
-		}
+		fmt.Fprintf(c.App.ErrWriter, "pgward: warning: deleting backup %s although retention keeps it (%s), as --force says\n", id, why)
 	}
 	found, err := basebackup.Delete(c.Context, store, layout, id)
 	if err != nil {
