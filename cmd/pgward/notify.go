@@ -95,8 +95,9 @@ func (n *notifier) failed(ctx context.Context, job string, err error) {
 		"source": "pgward", "cluster": n.cluster, "job": job, "status": "failed",
 		"error": err.Error(), "time": time.Now().UTC().Format(time.RFC3339),
 	})
+	const attempts = 5
 	backoff := n.backoff
-	for attempt := 1; attempt <= 5; attempt++ {
+	for attempt := 1; ; attempt++ {
 		req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
 		if rerr != nil {
 			// Not rerr: it quotes the URL.
@@ -112,7 +113,11 @@ func (n *notifier) failed(ctx context.Context, job string, err error) {
 			}
 			perr = fmt.Errorf("HTTP %s", resp.Status)
 		}
-		n.log.Warn("notification failed; retrying", "url", n.shown, "job", job, "attempt", attempt, "err", n.redact(perr))
+		if attempt == attempts { // no wait after the last
+			n.log.Error("notification not delivered after 5 attempts", "url", n.shown, "job", job, "err", n.redact(perr))
+			return
+		}
+		n.log.Warn("notification failed; retrying", "url", n.shown, "job", job, "attempt", attempt, "retry_in", backoff, "err", n.redact(perr))
 		select {
 		case <-ctx.Done():
 			return
@@ -120,7 +125,6 @@ func (n *notifier) failed(ctx context.Context, job string, err error) {
 		}
 		backoff *= 2
 	}
-	n.log.Error("notification not delivered after 5 attempts", "url", n.shown, "job", job)
 }
 
 // redact replaces the URL a *url.Error quotes (the notify URL, or where
