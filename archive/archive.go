@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +70,9 @@ type Archive struct {
 	// whose files are pushed (from its pg_control). Push then refuses
 	// files, history files included, that belong to another system.
 	SystemIdentifier uint64
+
+	clusterMu   sync.Mutex
+	clusterInfo *catalog.ClusterInfo // read once by fetches
 }
 
 func (a *Archive) logger() *slog.Logger {
@@ -131,7 +135,25 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 			return 0, err
 		}
 		if fn.Kind == wal.KindSegment && size != int64(hdr.SegmentSize) {
-			return 0, fmt.Errorf("%s is %d bytes, but its header gives a segment size of %d: the file is incomplete", path, size, hdr.SegmentSize)
+			what := "incomplete"
+			if size > int64(hdr.SegmentSize) {
+				what = "longer than a segment: something appended to it"
+			}
+			return 0, fmt.Errorf("%s is %d bytes, but its header gives a segment size of %d: the file is %s", path, size, hdr.SegmentSize, what)
+		}
+	}
+	claims := seal.Claims{Kind: seal.KindWAL}
+	if isSegment {
+		claims.Timeline, claims.Address, claims.SystemIdentifier = fn.Timeline, uint64(hdr.PageAddr), hdr.SystemIdentifier
+	} else if fn.Kind == wal.KindHistory {
+		claims.Timeline = fn.Timeline
+		if err := validateHistoryFile(f, fn.Timeline, size); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if fn.Kind == wal.KindBackup {
+		claims.Timeline = fn.Timeline
+		if err := validateBackupFile(f, name, size); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 
@@ -152,6 +174,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	)
 	key := a.Layout.WALKey(name, a.Sealer.Suffix())
 	otherKey := a.Layout.WALKey(name, otherSuffix(a.Sealer.Suffix()))
+	claims.Key = key
 	wg.Go(func() { existing, existErr = a.Store.Stat(ctx, key) })
 	wg.Go(func() { other, otherErr = a.Store.Stat(ctx, otherKey) })
 	wg.Go(func() { info, infoErr = a.readClusterInfo(ctx) })
@@ -164,10 +187,13 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 			return 0, fmt.Errorf("read %s: %w", path, err)
 		}
 		defer unix.Munmap(data)
-		wg.Go(func() { sum = checksum(data) })
 		wg.Go(func() {
+			// SealBytes hashes the file beside compressing it.
 			sealed = bytes.NewBuffer(make([]byte, 0, size/4+4096))
-			sealErr = a.Sealer.SealBytes(sealed, data)
+			var c seal.Claims
+			if c, sealErr = a.Sealer.SealBytes(sealed, data, claims); sealErr == nil {
+				sum = c.Checksum
+			}
 		})
 	} else {
 		wg.Go(func() { sum, sumErr = checksumFile(f, size) })
@@ -255,7 +281,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size)))
+			pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size), claims))
 		}()
 		err = store(ctx, key, pr, -1, meta)
 		pr.CloseWithError(err) // unblocks the sealing goroutine if Create gave up early
@@ -298,8 +324,8 @@ func (a *Archive) matchStored(o storage.ObjectInfo, name, sum string) (PushResul
 	}
 }
 
-func (a *Archive) sealTo(w io.Writer, r io.Reader) error {
-	sw, err := a.Sealer.NewWriter(w)
+func (a *Archive) sealTo(w io.Writer, r io.Reader, c seal.Claims) error {
+	sw, err := a.Sealer.NewWriter(w, c)
 	if err != nil {
 		return err
 	}
@@ -344,6 +370,25 @@ func (a *Archive) ClusterInfo(ctx context.Context) (catalog.ClusterInfo, error) 
 	return a.readClusterInfo(ctx)
 }
 
+// cachedClusterInfo is ClusterInfo read once per Archive: a prefetcher
+// checks many segments against it.
+func (a *Archive) cachedClusterInfo(ctx context.Context) (catalog.ClusterInfo, error) {
+	a.clusterMu.Lock()
+	defer a.clusterMu.Unlock()
+	if a.clusterInfo != nil {
+		return *a.clusterInfo, nil
+	}
+	info, err := a.readClusterInfo(ctx)
+	if errors.Is(err, storage.ErrNotExist) {
+		return info, fmt.Errorf("%w", ErrNoCluster)
+	}
+	if err != nil {
+		return info, err
+	}
+	a.clusterInfo = &info
+	return info, nil
+}
+
 func (a *Archive) readClusterInfo(ctx context.Context) (catalog.ClusterInfo, error) {
 	key := a.Layout.ClusterInfoKey()
 	rc, _, err := a.Store.Get(ctx, key)
@@ -354,8 +399,19 @@ func (a *Archive) readClusterInfo(ctx context.Context) (catalog.ClusterInfo, err
 		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
+	data, err := seal.ReadAll(rc, 1<<20)
+	if err != nil {
+		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	// A host that only writes trusts no signer: it reads cluster.json to
+	// refuse WAL of another system, not to restore from it.
+	if a.Opener != nil {
+		if data, err = a.Opener.Trust().VerifyDocument(data, key); err != nil {
+			return catalog.ClusterInfo{}, err
+		}
+	}
 	var info catalog.ClusterInfo
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&info); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&info); err != nil {
 		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
 	}
 	return info, nil
@@ -370,6 +426,9 @@ func (a *Archive) createClusterInfo(ctx context.Context, info catalog.ClusterInf
 	}
 	b = append(b, '\n')
 	key := a.Layout.ClusterInfoKey()
+	if b, err = a.Sealer.Signer().SignDocument(b, key); err != nil {
+		return err
+	}
 	err = a.Store.Create(ctx, key, bytes.NewReader(b), int64(len(b)), nil)
 	if errors.Is(err, storage.ErrExist) {
 		stored, rerr := a.readClusterInfo(ctx)
@@ -400,4 +459,49 @@ func (a *Archive) EnsureCluster(ctx context.Context, sysid uint64, pgVersion int
 		return err
 	}
 	return info.Check(a.Layout.Cluster, sysid, segSize)
+}
+
+// maxHistoryFile bounds a history file pgward stores or reads back.
+const maxHistoryFile = 1 << 20
+
+// validateHistoryFile refuses a history file PostgreSQL could not read:
+// stored, it would end every later recovery, and no push could mend it.
+func validateHistoryFile(f *os.File, tli uint32, size int64) error {
+	if size > maxHistoryFile {
+		return fmt.Errorf("a history file of %d bytes is not one PostgreSQL wrote (at most %d)", size, maxHistoryFile)
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, size))
+	if err != nil {
+		return err
+	}
+	if _, err := wal.ValidateHistory(tli, b); err != nil {
+		return fmt.Errorf("not storing it: %w", err)
+	}
+	return nil
+}
+
+// validateBackupFile refuses a backup history file that is not one
+// PostgreSQL wrote for this name: its START WAL LOCATION must name the
+// segment the file is named after.
+func validateBackupFile(f *os.File, name string, size int64) error {
+	if size > 64<<10 {
+		return fmt.Errorf("a backup history file of %d bytes is not one PostgreSQL wrote", size)
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, size))
+	if err != nil {
+		return err
+	}
+	segment := name[:24]
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "START WAL LOCATION: ")
+		if !ok {
+			continue
+		}
+		lsn, file, _ := strings.Cut(rest, " (file ")
+		if _, err := wal.ParseLSN(lsn); err != nil || file != segment+")" {
+			return fmt.Errorf("not storing it: its START WAL LOCATION line %q does not name segment %s", line, segment)
+		}
+		return nil
+	}
+	return errors.New("not storing it: no START WAL LOCATION line, so it is not a backup history file PostgreSQL wrote")
 }

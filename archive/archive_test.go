@@ -261,7 +261,7 @@ func TestPushStoresSealedObject(t *testing.T) {
 	}
 
 	// The sealed object opens to the original segment.
-	r, err := k.opener.NewReader(bytes.NewReader(sealed))
+	r, err := k.opener.NewReader(bytes.NewReader(sealed), seal.Expect{Key: key, Size: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,36 +579,58 @@ func TestPushFetchHistoryFile(t *testing.T) {
 	assertFile(t, dest, content)
 }
 
-// TestPushFetchLargeFile round-trips a file of several compression
-// chunks (history files have no size limit).
-func TestPushFetchLargeFile(t *testing.T) {
+// TestPushFetchLongHistoryFile round-trips a history file of many
+// timelines, and refuses one larger than PostgreSQL could have written.
+func TestPushFetchLongHistoryFile(t *testing.T) {
 	k := newKeys(t)
-	a := newArchive(memory.New(), "main", k)
-	var buf bytes.Buffer
-	for i := 0; buf.Len() < 2*seal.ChunkSize+12345; i++ {
-		fmt.Fprintf(&buf, "%d\t%X/%08X\tline %d\n", i+1, i, i*16, i)
+	store := memory.New()
+	a := newArchive(store, "main", k)
+	history := func(n int) []byte {
+		var buf bytes.Buffer
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&buf, "%d\t%X/%08X\tline %d\n", i+1, i, i*16, i)
+		}
+		return buf.Bytes()
 	}
-	name := "0000000A.history"
-	path := writeFile(t, t.TempDir(), name, buf.Bytes())
+	content := history(20000)
+	name := fmt.Sprintf("%08X.history", 20001)
+	path := writeFile(t, t.TempDir(), name, content)
 	mustPush(t, a, path, archive.Stored)
 	dest := filepath.Join(t.TempDir(), name)
 	if err := a.Fetch(t.Context(), name, dest); err != nil {
 		t.Fatal(err)
 	}
-	assertFile(t, dest, buf.Bytes())
+	assertFile(t, dest, content)
+
+	huge := history(40000)
+	name = fmt.Sprintf("%08X.history", 40001)
+	_, err := a.Push(t.Context(), writeFile(t, t.TempDir(), name, huge))
+	if err == nil || !strings.Contains(err.Error(), "is not one PostgreSQL wrote") {
+		t.Fatalf("Push of a %d-byte history file: %v, want a refusal", len(huge), err)
+	}
 }
 
-func TestPushEmptyHistoryFile(t *testing.T) {
+// TestPushRefusesInvalidHistoryFiles: a stored history file PostgreSQL
+// cannot read ends every later recovery, and pushing the right one could
+// not replace it. Nothing is stored.
+func TestPushRefusesInvalidHistoryFiles(t *testing.T) {
 	k := newKeys(t)
-	a := newArchive(memory.New(), "main", k)
-	name := "00000003.history"
-	path := writeFile(t, t.TempDir(), name, nil)
-	mustPush(t, a, path, archive.Stored)
-	dest := filepath.Join(t.TempDir(), name)
-	if err := a.Fetch(t.Context(), name, dest); err != nil {
-		t.Fatal(err)
+	store := memory.New()
+	a := newArchive(store, "main", k)
+	for _, tc := range []struct{ name, content, want string }{
+		{"00000003.history", "", "no timeline entries"},
+		{"00000002.history", "junk\n", "line 1"},
+		{"00000002.history", "2\t0/3000000\tself\n", "line 1"},
+		{"00000003.history", "2\t0/5000000\tx\n1\t0/3000000\ty\n", "line 2"},
+	} {
+		_, err := a.Push(t.Context(), writeFile(t, t.TempDir(), tc.name, []byte(tc.content)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "not storing it") {
+			t.Errorf("Push(%s %q) = %v, want a refusal naming %q", tc.name, tc.content, err, tc.want)
+		}
 	}
-	assertFile(t, dest, nil)
+	if got := listKeys(t, store, "main/wal/"); len(got) > 0 {
+		t.Errorf("refused history files were stored: %q", got)
+	}
 }
 
 func TestPushPutFails(t *testing.T) {
@@ -1290,7 +1312,7 @@ func TestFetchWithoutChecksumChecksSegmentHeader(t *testing.T) {
 	data := segmentData(segSpec{segno: baseSeg + 1, sysid: testSysID})
 	put := func(name string, content []byte) {
 		var sealed bytes.Buffer
-		if err := plain.SealBytes(&sealed, content); err != nil {
+		if _, err := plain.SealBytes(&sealed, content, seal.Claims{Key: a.Layout.WALKey(name, seal.SuffixPlain)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := store.Put(t.Context(), a.Layout.WALKey(name, seal.SuffixPlain), &sealed, int64(sealed.Len()), nil); err != nil {

@@ -3,17 +3,16 @@ package archive
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
-	"errors"
+		"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
-	"github.com/zeebo/xxh3"
-
+	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
@@ -43,17 +42,31 @@ type fetchOptions struct {
 }
 
 func (a *Archive) fetch(ctx context.Context, name, dest string, opt fetchOptions) error {
-	if _, err := wal.ParseFileName(name); err != nil {
+	fn, err := wal.ParseFileName(name)
+	if err != nil {
 		return err
+	}
+	// The object must be the file asked for, whatever the repository
+	// says: its content is checked against the name and this cluster's
+	// system (cluster.json, read beside the object).
+	var (
+		cinfo    catalog.ClusterInfo
+		cinfoErr error
+		wg       sync.WaitGroup
+	)
+	if fn.Kind == wal.KindSegment || fn.Kind == wal.KindPartial {
+		wg.Go(func() { cinfo, cinfoErr = a.cachedClusterInfo(ctx) })
 	}
 	rc, info, err := a.open(ctx, name, opt.partial)
 	if err != nil {
+		wg.Wait()
 		return err
 	}
 	defer rc.Close()
 
 	tmp, err := os.CreateTemp(filepath.Dir(dest), tempPrefix+name+"-*")
 	if err != nil {
+		wg.Wait()
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
 	defer func() {
@@ -62,49 +75,41 @@ func (a *Archive) fetch(ctx context.Context, name, dest string, opt fetchOptions
 			os.Remove(tmp.Name())
 		}
 	}()
-	var n int64
-	var sum string
-	plainSize := info.Size // a sealed object is never larger than its plaintext by much
-	if v, err := strconv.ParseInt(info.Metadata[MetaSize], 10, 64); err == nil {
-		plainSize = v
+	want := seal.Expect{Key: info.Key, Kind: seal.KindWAL, Size: -1, Checksum: info.Metadata[MetaChecksum]}
+	if v, err := strconv.ParseInt(info.Metadata[MetaSize], 10, 64); err == nil && v >= 0 {
+		want.Size = v
 	}
-	if info.Size >= 0 && info.Size <= openInMemoryMax && plainSize <= openInMemoryMax {
+	var n int64
+	var claims *seal.Claims
+	if info.Size >= 0 && info.Size <= openInMemoryMax && want.Size <= openInMemoryMax {
 		// A segment-sized object: read it whole and decompress its frames
 		// in parallel, then write the file in one go.
 		sealed, err := io.ReadAll(io.LimitReader(rc, openInMemoryMax+1))
 		if err != nil {
+			wg.Wait()
 			return fmt.Errorf("fetch %s: read: %w", name, err)
 		}
-		plain, err := a.Opener.OpenBytes(sealed, openInMemoryMax)
+		plain, c, err := a.Opener.OpenBytesClaims(sealed, openInMemoryMax, want)
 		if errors.Is(err, seal.ErrTooLarge) {
-			plain, err = nil, nil
-			if sum, n, err = a.unsealTo(tmp, bytes.NewReader(sealed)); err != nil {
-				return fmt.Errorf("fetch %s: %w", name, err)
-			}
-		} else if err != nil {
-			return fmt.Errorf("fetch %s: %w", name, err)
-		} else {
-			sum, n = checksum(plain), int64(len(plain))
-			if _, err := tmp.Write(plain); err != nil {
-				return fmt.Errorf("fetch %s: %w", name, err)
-			}
+			n, claims, err = a.unsealTo(tmp, bytes.NewReader(sealed), want)
+		} else if err == nil {
+			n, claims = int64(len(plain)), c
+			_, err = tmp.Write(plain)
 		}
-	} else if sum, n, err = a.unsealTo(tmp, rc); err != nil {
+		if err != nil {
+			wg.Wait()
+			return fmt.Errorf("fetch %s: %w", name, err)
+		}
+	} else if n, claims, err = a.unsealTo(tmp, rc, want); err != nil {
+		wg.Wait()
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
-	if want := info.Metadata[MetaSize]; want != "" && want != strconv.FormatInt(n, 10) {
-		return fmt.Errorf("fetch %s: %w: unsealed %d bytes, the object records %s", name, seal.ErrCorrupt, n, want)
+	wg.Wait()
+	if cinfoErr != nil {
+		return fmt.Errorf("fetch %s: %w", name, cinfoErr)
 	}
-	if want := info.Metadata[MetaChecksum]; want != "" && sum != want {
-		return fmt.Errorf("fetch %s: %w: the unsealed file's checksum is %s, the object records %s", name, seal.ErrCorrupt, short(sum), short(want))
-	} else if want == "" {
-		// The checksum lives in metadata, which copies of a file
-		// repository (cp, rsync without -X, tar) lose. A segment can still
-		// be checked against its own page header: its name and size.
-		a.logger().Warn("object has no recorded checksum; checking what it can (was the repository copied without its extended attributes?)", "key", info.Key)
-		if err := checkSegmentFile(tmp, name, n); err != nil {
-			return fmt.Errorf("fetch %s: %w: %w", name, seal.ErrCorrupt, err)
-		}
+	if err := checkWALFile(tmp, name, fn, n, claims, cinfo); err != nil {
+		return fmt.Errorf("fetch %s: %s is not this file: %w: %w", name, info.Key, seal.ErrCorrupt, err)
 	}
 	if opt.durable {
 		if err := tmp.Sync(); err != nil {
@@ -125,21 +130,64 @@ func (a *Archive) fetch(ctx context.Context, name, dest string, opt fetchOptions
 // 16 MiB segment is 1–16 MiB); larger ones are streamed.
 const openInMemoryMax = 16 << 20
 
-// unsealTo streams the plaintext of a sealed object into w and returns
-// its checksum and length.
-func (a *Archive) unsealTo(w io.Writer, sealed io.Reader) (string, int64, error) {
-	plain, err := a.Opener.NewReader(sealed)
+// unsealTo streams the verified plaintext of a sealed object into w and
+// returns its length and, for a signed object, its claims.
+func (a *Archive) unsealTo(w io.Writer, sealed io.Reader, want seal.Expect) (int64, *seal.Claims, error) {
+	plain, err := a.Opener.NewReader(sealed, want)
 	if err != nil {
-		return "", 0, err
+		return 0, nil, err
 	}
 	defer plain.Close()
-	h := xxh3.New128()
-	n, err := io.Copy(io.MultiWriter(w, h), plain)
+	n, err := io.Copy(w, plain)
 	if err != nil {
-		return "", n, err
+		return n, nil, err
 	}
-	b := h.Sum128().Bytes()
-	return hex.EncodeToString(b[:]), n, nil
+	if c, ok := plain.Claims(); ok {
+		return n, &c, nil
+	}
+	return n, nil, nil
+}
+
+// checkWALFile checks the n bytes of a fetched file against the name it
+// was asked for (fn), this cluster and, when signed, its claims: a
+// segment's long page header must give its timeline, address, system and
+// size; a history file must parse and belong to its timeline.
+func checkWALFile(f io.ReaderAt, name string, fn wal.FileName, n int64, claims *seal.Claims, cluster catalog.ClusterInfo) error {
+	if claims != nil && claims.Timeline != 0 && claims.Timeline != fn.Timeline {
+		return fmt.Errorf("it was signed as WAL of timeline %d", claims.Timeline)
+	}
+	switch fn.Kind {
+	case wal.KindSegment, wal.KindPartial:
+		hdr, err := wal.ReadSegmentHeader(io.NewSectionReader(f, 0, n))
+		if err != nil {
+			return err
+		}
+		if n != int64(hdr.SegmentSize) || hdr.SegmentSize != cluster.WALSegmentSize {
+			return fmt.Errorf("%d bytes, but its header says segments are %d bytes and the cluster's are %d (truncated?)",
+				n, hdr.SegmentSize, cluster.WALSegmentSize)
+		}
+		if err := hdr.CheckName(name); err != nil {
+			return err
+		}
+		if hdr.SystemIdentifier != cluster.SystemIdentifier {
+			return fmt.Errorf("it holds WAL of system %d, but this cluster is system %d", hdr.SystemIdentifier, cluster.SystemIdentifier)
+		}
+		if claims != nil && (claims.Address != uint64(hdr.PageAddr) || claims.SystemIdentifier != hdr.SystemIdentifier) {
+			return errors.New("its header differs from what was signed")
+		}
+	case wal.KindHistory:
+		if n > maxHistoryFile {
+			return fmt.Errorf("a history file of %d bytes", n)
+		}
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, 0); err != nil && err != io.EOF {
+			return err
+		}
+		if _, err := wal.ValidateHistory(fn.Timeline, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RemoveStaleTemps deletes temporary files that a killed Fetch left in
@@ -198,19 +246,49 @@ func (a *Archive) open(ctx context.Context, name string, partial bool) (io.ReadC
 	return nil, storage.ObjectInfo{}, fmt.Errorf("%s: %w", name, ErrNotFound)
 }
 
-// checkSegmentFile checks a fetched segment (not a partial, history or
-// backup file) of n bytes against its long page header.
-func checkSegmentFile(f *os.File, name string, n int64) error {
+// Verify reads the object stored under key for WAL file name (as ListWAL
+// gives them) and checks it as a fetch would, without writing it
+// anywhere. It reports whether the object carried a signature that held.
+func (a *Archive) Verify(ctx context.Context, name, key string) (signed bool, err error) {
 	fn, err := wal.ParseFileName(name)
-	if err != nil || fn.Kind != wal.KindSegment {
-		return nil
-	}
-	hdr, err := wal.ReadSegmentHeader(io.NewSectionReader(f, 0, n))
 	if err != nil {
-		return err
+		return false, err
 	}
-	if n != int64(hdr.SegmentSize) {
-		return fmt.Errorf("%d bytes, but its header says segments are %d (truncated?)", n, hdr.SegmentSize)
+	var cinfo catalog.ClusterInfo
+	if fn.Kind == wal.KindSegment || fn.Kind == wal.KindPartial {
+		if cinfo, err = a.cachedClusterInfo(ctx); err != nil {
+			return false, err
+		}
 	}
-	return hdr.CheckName(name)
+	rc, info, err := a.Store.Get(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	want := seal.Expect{Key: key, Kind: seal.KindWAL, Size: -1, Checksum: info.Metadata[MetaChecksum]}
+	if v, err := strconv.ParseInt(info.Metadata[MetaSize], 10, 64); err == nil && v >= 0 {
+		want.Size = v
+	}
+	head := &headWriter{max: maxHistoryFile}
+	n, claims, err := a.unsealTo(head, rc, want)
+	if err != nil {
+		return false, err
+	}
+	if err := checkWALFile(bytes.NewReader(head.b), name, fn, n, claims, cinfo); err != nil {
+		return false, fmt.Errorf("%w: it is not %s: %w", seal.ErrCorrupt, name, err)
+	}
+	return claims != nil, nil
+}
+
+// headWriter keeps the first max bytes written to it.
+type headWriter struct {
+	b   []byte
+	max int
+}
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	if room := h.max - len(h.b); room > 0 {
+		h.b = append(h.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }

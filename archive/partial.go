@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -49,12 +50,22 @@ func (a *Archive) PutStreamPartial(ctx context.Context, segment string, data []b
 			return nil
 		}
 	}
+	fn, err := wal.ParseFileName(segment)
+	if err != nil {
+		return err
+	}
+	hdr, err := wal.ReadSegmentHeader(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
 	var sealed bytes.Buffer
-	if err := a.Sealer.SealBytes(&sealed, data); err != nil {
+	claims, err := a.Sealer.SealBytes(&sealed, data, seal.Claims{Key: key, Kind: seal.KindWAL,
+		Timeline: fn.Timeline, Address: uint64(hdr.PageAddr), SystemIdentifier: hdr.SystemIdentifier})
+	if err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
 	meta := map[string]string{
-		MetaChecksum: checksum(data), MetaSize: strconv.Itoa(len(data)),
+		MetaChecksum: claims.Checksum, MetaSize: strconv.Itoa(len(data)),
 		MetaSource: SourceStream, MetaEnd: end.String(),
 	}
 	if err := a.Store.Put(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta); err != nil {

@@ -163,7 +163,11 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := a.Store.Create(ctx, a.Layout.BackupInfoKey(id), bytes.NewReader(append(b, '\n')), int64(len(b)+1), nil); err != nil {
+	infoKey := a.Layout.BackupInfoKey(id)
+	if b, err = a.Sealer.Signer().SignDocument(append(b, '\n'), infoKey); err != nil {
+		return nil, err
+	}
+	if err := a.Store.Create(ctx, infoKey, bytes.NewReader(b), int64(len(b)), nil); err != nil {
 		return nil, fmt.Errorf("base backup %s: write backup.json: %w", id, err)
 	}
 	log.Info("base backup finished", "duration", now().Sub(started))

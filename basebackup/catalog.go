@@ -2,15 +2,14 @@ package basebackup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 )
 
@@ -24,9 +23,10 @@ type Listed struct {
 var ErrNoBackup = errors.New("no such finished backup")
 
 // List returns the cluster's finished backups (those with a backup.json),
-// oldest first. A backup.json that cannot be read is skipped and its
-// error returned in skipped, so one damaged backup does not hide the rest.
-func List(ctx context.Context, store storage.Backend, layout catalog.Layout) (backups []Listed, skipped []error, err error) {
+// oldest first. A backup.json that cannot be read, or whose signature
+// trust refuses, is skipped and its error returned in skipped, so one
+// damaged backup does not hide the rest. A nil trust checks nothing.
+func List(ctx context.Context, store storage.Backend, layout catalog.Layout, trust *seal.Trust) (backups []Listed, skipped []error, err error) {
 	prefix := layout.BackupsPrefix()
 	var ids []string
 	pinned := map[string]bool{}
@@ -46,7 +46,7 @@ func List(ctx context.Context, store storage.Backend, layout catalog.Layout) (ba
 		return nil, nil, fmt.Errorf("list backups: %w", err)
 	}
 	for _, id := range ids {
-		info, err := readInfo(ctx, store, layout, id)
+		info, err := readInfo(ctx, store, layout, id, trust)
 		if err != nil {
 			skipped = append(skipped, err)
 			continue
@@ -57,12 +57,13 @@ func List(ctx context.Context, store storage.Backend, layout catalog.Layout) (ba
 	return backups, skipped, nil
 }
 
-// Get returns one finished backup.
-func Get(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) (Listed, error) {
+// Get returns one finished backup, its backup.json checked by trust (nil:
+// not checked).
+func Get(ctx context.Context, store storage.Backend, layout catalog.Layout, id string, trust *seal.Trust) (Listed, error) {
 	if err := ValidateID(id); err != nil {
 		return Listed{}, err
 	}
-	info, err := readInfo(ctx, store, layout, id)
+	info, err := readInfo(ctx, store, layout, id, trust)
 	if err != nil {
 		return Listed{}, err
 	}
@@ -73,8 +74,9 @@ func Get(ctx context.Context, store storage.Backend, layout catalog.Layout, id s
 	return Listed{BackupInfo: info, Pinned: err == nil}, nil
 }
 
-func readInfo(ctx context.Context, store storage.Backend, layout catalog.Layout, id string) (catalog.BackupInfo, error) {
-	rc, _, err := store.Get(ctx, layout.BackupInfoKey(id))
+func readInfo(ctx context.Context, store storage.Backend, layout catalog.Layout, id string, trust *seal.Trust) (catalog.BackupInfo, error) {
+	key := layout.BackupInfoKey(id)
+	rc, _, err := store.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotExist) {
 		return catalog.BackupInfo{}, fmt.Errorf("backup %q: %w", id, ErrNoBackup)
 	}
@@ -82,12 +84,18 @@ func readInfo(ctx context.Context, store storage.Backend, layout catalog.Layout,
 		return catalog.BackupInfo{}, fmt.Errorf("read backup %s: %w", id, err)
 	}
 	defer rc.Close()
-	var info catalog.BackupInfo
-	if err := json.NewDecoder(io.LimitReader(rc, 16<<20)).Decode(&info); err != nil {
+	data, err := seal.ReadAll(rc, 16<<20)
+	if err != nil {
 		return catalog.BackupInfo{}, fmt.Errorf("read backup %s: %w", id, err)
 	}
-	if info.Format != catalog.BackupFormat {
-		return catalog.BackupInfo{}, fmt.Errorf("backup %s: backup.json format %d is not supported by this pgward", id, info.Format)
+	if trust != nil {
+		if data, err = trust.VerifyDocument(data, key); err != nil {
+			return catalog.BackupInfo{}, fmt.Errorf("backup %s: %w", id, err)
+		}
+	}
+	info, err := catalog.ParseBackupInfo(data, layout, id)
+	if err != nil {
+		return catalog.BackupInfo{}, fmt.Errorf("backup %s: %w", id, err)
 	}
 	return info, nil
 }
@@ -102,7 +110,7 @@ func ValidateID(id string) error {
 
 // Pin marks a backup as kept by retention; Unpin removes the mark.
 func Pin(ctx context.Context, store storage.Backend, layout catalog.Layout, id string, pin bool) error {
-	if _, err := Get(ctx, store, layout, id); err != nil {
+	if _, err := Get(ctx, store, layout, id, nil); err != nil {
 		return err
 	}
 	if !pin {

@@ -2,12 +2,9 @@ package basebackup
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/zeebo/xxh3"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
@@ -51,9 +48,8 @@ type storeSink struct {
 // into a pipe that the backend's Put reads.
 type part struct {
 	info  catalog.BackupPart
-	seal  io.WriteCloser
+	seal  *seal.Writer
 	pipe  *io.PipeWriter
-	hash  *xxh3.Hasher128
 	count *countingWriter
 	done  chan error
 	// where to record the result: archives[archive].Parts[index], or the
@@ -124,7 +120,6 @@ func (s *storeSink) Write(p []byte) error {
 		if _, err := s.cur.seal.Write(p[:n]); err != nil {
 			return s.fail(err)
 		}
-		s.cur.hash.Write(p[:n])
 		s.cur.info.Bytes += int64(n)
 		if !s.inManifest {
 			s.dataBytes += int64(n)
@@ -142,8 +137,10 @@ func (s *storeSink) Write(p []byte) error {
 func (s *storeSink) openPart() error {
 	var key string
 	ai, pi := -1, 0
+	kind := seal.KindBackupPart
 	if s.inManifest {
 		key = s.layout.BackupManifestKey(s.id, s.sealer.Suffix())
+		kind = seal.KindBackupManifest
 	} else {
 		ai = len(s.archives) - 1
 		a := &s.archives[ai]
@@ -153,7 +150,7 @@ func (s *storeSink) openPart() error {
 	}
 	pr, pw := io.Pipe()
 	count := &countingWriter{w: pw}
-	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, hash: xxh3.New128(), count: count, done: make(chan error, 1), archive: ai, index: pi}
+	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, count: count, done: make(chan error, 1), archive: ai, index: pi}
 	// The reader runs first: age writes its header as soon as it starts.
 	go func() {
 		// Create: a part never replaces another backup's (two backups
@@ -162,7 +159,7 @@ func (s *storeSink) openPart() error {
 		pr.CloseWithError(err) // unblocks the writer if Put gave up early
 		p.done <- err
 	}()
-	sw, err := s.sealer.NewWriter(count)
+	sw, err := s.sealer.NewWriter(count, seal.Claims{Key: key, Kind: kind})
 	if err != nil {
 		pw.CloseWithError(err)
 		<-p.done
@@ -200,8 +197,7 @@ func (s *storeSink) waitOldest() error {
 	if err := <-p.done; err != nil {
 		return fmt.Errorf("store %s: %w", p.info.Key, err)
 	}
-	sum := p.hash.Sum128().Bytes()
-	p.info.Checksum = hex.EncodeToString(sum[:])
+	p.info.Checksum = p.seal.Claims().Checksum
 	p.info.StoredBytes = p.count.n
 	if p.archive < 0 {
 		*s.manifest = p.info

@@ -55,7 +55,7 @@ func TestStoreSinkParts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rc.Close()
-		r, err := opener.NewReader(rc)
+		r, err := opener.NewReader(rc, seal.Expect{Key: p.Key, Kind: seal.KindBackupPart, Size: p.Bytes, Checksum: p.Checksum})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@
 package catalog
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -242,3 +243,68 @@ func (l Layout) DumpPrefix(dir, id string) string { return l.DumpsPrefix() + dir
 
 // DumpInfoKey is the key of a dump's dump.json, written last.
 func (l Layout) DumpInfoKey(dir, id string) string { return l.DumpPrefix(dir, id) + "dump.json" }
+
+// ParseBackupInfo decodes backup id's backup.json and checks that it
+// describes that backup and nothing else: its id, parts only under its
+// own prefix, archive names PostgreSQL gives, and a checksum for every
+// part (one without cannot be verified, so it cannot be restored).
+func ParseBackupInfo(data []byte, l Layout, id string) (BackupInfo, error) {
+	var info BackupInfo
+	if err := json.Unmarshal(firstJSONValue(data), &info); err != nil {
+		return BackupInfo{}, fmt.Errorf("backup.json: %w", err)
+	}
+	if info.Format != BackupFormat {
+		return BackupInfo{}, fmt.Errorf("backup.json format %d is not supported by this pgward (it reads format %d)", info.Format, BackupFormat)
+	}
+	if info.ID != id {
+		return BackupInfo{}, fmt.Errorf("backup.json describes backup %q, not %q: it was copied from another backup", info.ID, id)
+	}
+	prefix := l.BackupPrefix(id)
+	checkPart := func(what string, p BackupPart) error {
+		rest, ok := strings.CutPrefix(p.Key, prefix)
+		if !ok || rest == "" || strings.ContainsAny(rest, "/\\") || strings.Contains(rest, "..") {
+			return fmt.Errorf("backup.json: %s key %q is not inside backup %s", what, p.Key, id)
+		}
+		if p.Bytes < 0 || p.StoredBytes < 0 {
+			return fmt.Errorf("backup.json: %s %s has a negative size", what, p.Key)
+		}
+		if len(p.Checksum) != 32 || strings.Trim(p.Checksum, "0123456789abcdef") != "" {
+			return fmt.Errorf("backup.json: %s %s records no valid xxh3_128 checksum, so it cannot be verified", what, p.Key)
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, a := range info.Archives {
+		stem, ok := strings.CutSuffix(a.Name, ".tar")
+		if !ok || stem == "" || seen[a.Name] || (stem != "base" && strings.Trim(stem, "0123456789") != "") {
+			return BackupInfo{}, fmt.Errorf("backup.json: unexpected archive name %q (want base.tar or <tablespace oid>.tar, once each)", a.Name)
+		}
+		seen[a.Name] = true
+		if stem == "base" && a.Tablespace != "" {
+			return BackupInfo{}, fmt.Errorf("backup.json: archive %s has tablespace location %q", a.Name, a.Tablespace)
+		}
+		for _, p := range a.Parts {
+			if err := checkPart("part", p); err != nil {
+				return BackupInfo{}, err
+			}
+		}
+	}
+	if !seen["base.tar"] {
+		return BackupInfo{}, errors.New("backup.json: no base.tar archive")
+	}
+	if err := checkPart("manifest", info.Manifest); err != nil {
+		return BackupInfo{}, err
+	}
+	return info, nil
+}
+
+// firstJSONValue returns data up to the end of its first line that closes
+// a JSON value: a signed document's signature line is not part of it.
+func firstJSONValue(data []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return data // let Unmarshal name the error
+	}
+	return raw
+}

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 )
 
@@ -80,6 +80,11 @@ type Catalog struct {
 	Store  storage.Backend
 	Layout catalog.Layout
 	Logger *slog.Logger
+	// Trust checks the signatures of what is read (dump.json, and through
+	// the Opener the dumps); nil checks none.
+	Trust *seal.Trust
+	// Signer signs what is written; nil writes unsigned dumps.
+	Signer *seal.SigningKey
 }
 
 // DatabaseDir is the directory that holds database's dumps.
@@ -146,9 +151,16 @@ func (c *Catalog) read(ctx context.Context, key string) (*Info, error) {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	data, err := seal.ReadAll(rc, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if c.Trust != nil {
+		if data, err = c.Trust.VerifyDocument(data, key); err != nil {
+			return nil, err
+		}
+	} else if seal.DocumentSigned(data) {
+		data = data[:bytes.LastIndexByte(bytes.TrimSuffix(data, []byte("\n")), '\n')+1]
 	}
 	var info Info
 	if err := json.Unmarshal(data, &info); err != nil {
@@ -313,8 +325,12 @@ func marshalInfo(info *Info) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-func putJSON(ctx context.Context, store storage.Backend, key string, data []byte) error {
-	return store.Create(ctx, key, bytes.NewReader(data), int64(len(data)), nil)
+func (c *Catalog) putJSON(ctx context.Context, key string, data []byte) error {
+	data, err := c.Signer.SignDocument(data, key)
+	if err != nil {
+		return err
+	}
+	return c.Store.Create(ctx, key, bytes.NewReader(data), int64(len(data)), nil)
 }
 
 // plainName reports whether name is one object name, not a path.

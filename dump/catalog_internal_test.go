@@ -26,7 +26,7 @@ func putDump(t *testing.T, c *Catalog, info *Info) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := putJSON(ctx, c.Store, c.Layout.DumpInfoKey(info.Dir(), info.ID), data); err != nil {
+	if err := c.putJSON(ctx, c.Layout.DumpInfoKey(info.Dir(), info.ID), data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -106,7 +106,7 @@ func TestListRefusesDumpJSONThatNamesAnotherDump(t *testing.T) {
 		}
 		data, _ := marshalInfo(info)
 		key := c.Layout.DumpInfoKey(DatabaseDir("shop"), "20261101T000500Z")
-		if err := putJSON(ctx, c.Store, key, data); err != nil {
+		if err := c.putJSON(ctx, key, data); err != nil {
 			t.Fatal(err)
 		}
 		_, err := c.List(ctx, "")

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
@@ -166,12 +165,12 @@ func readTables(ctx context.Context, cfg DrillConfig, info *Info) ([]TableStats,
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
-	plain, err := cfg.Opener.NewReader(rc)
+	plain, err := cfg.Opener.NewReader(rc, seal.Expect{Key: key, Kind: seal.KindDumpTables, Size: -1})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}
 	defer plain.Close()
-	data, err := io.ReadAll(io.LimitReader(plain, 256<<20))
+	data, err := seal.ReadAll(plain, 256<<20)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", key, err)
 	}

@@ -3,7 +3,6 @@ package dump
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/zeebo/xxh3"
 
 	"github.com/pgward/pgward/internal/conninfo"
+	"github.com/pgward/pgward/seal"
 )
 
 // KeySource says whom each dump is sealed to: a KeyMap, or one set of
@@ -284,7 +283,7 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 		return nil, err
 	}
 	info.Recipients = keys.Keys
-	sealer := keys.Sealer()
+	sealer := keys.Sealer().SignWith(cfg.Signer)
 	info.Object += sealer.Suffix()
 	info.StartTime = cfg.Now().UTC()
 	info.ID = info.StartTime.Format("20060102T150405Z")
@@ -334,7 +333,7 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 		pr.CloseWithError(err) // unblock the writer if the upload gave up
 		stored <- err
 	}()
-	sealW, err := sealer.NewWriter(counter)
+	sealW, err := sealer.NewWriter(counter, seal.Claims{Key: key, Kind: seal.KindDump})
 	if err != nil {
 		pw.CloseWithError(err)
 		cmd.Process.Kill()
@@ -342,8 +341,7 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 		<-stored
 		return nil, err
 	}
-	hash := xxh3.New128()
-	plain := &countingWriter{w: io.MultiWriter(hash, sealW)}
+	plain := &countingWriter{w: sealW}
 	if cfg.Progress != nil {
 		plain.progress = func(n int64) { cfg.Progress(info.Name(), n, db.size) }
 	}
@@ -388,15 +386,14 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 		log.Warn("dump stored, but its tables could not be counted; drills will check only that it restores", "err", statsErr)
 	}
 	info.DataBytes, info.StoredBytes = plain.n, counter.n
-	sum := hash.Sum128().Bytes()
-	info.Checksum = hex.EncodeToString(sum[:])
+	info.Checksum = sealW.Claims().Checksum
 	if stats != nil {
 		info.Tables, info.Rows = stats.Tables, stats.Rows
 		data, _ := json.Marshal(stats.TableData)
 		info.TablesObject = tablesObject + sealer.Suffix()
 		tkey := cfg.Layout.DumpPrefix(info.Dir(), info.ID) + info.TablesObject
 		var sealed bytes.Buffer
-		if err := sealer.SealBytes(&sealed, data); err != nil {
+		if _, err := sealer.SealBytes(&sealed, data, seal.Claims{Key: tkey, Kind: seal.KindDumpTables}); err != nil {
 			return nil, fmt.Errorf("seal %s: %w", tkey, err)
 		}
 		if err := cfg.Store.Create(ctx, tkey, &sealed, int64(sealed.Len()), nil); err != nil {
@@ -411,7 +408,7 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 	if err != nil {
 		return nil, err
 	}
-	if err := putJSON(ctx, cfg.Store, cfg.Layout.DumpInfoKey(info.Dir(), info.ID), data); err != nil {
+	if err := cfg.putJSON(ctx, cfg.Layout.DumpInfoKey(info.Dir(), info.ID), data); err != nil {
 		return nil, fmt.Errorf("store dump.json of %s: %w", info.Name(), err)
 	}
 	log.Info("dump done", "bytes", info.DataBytes, "stored_bytes", info.StoredBytes, "tables", info.Tables, "rows", info.Rows)

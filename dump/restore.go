@@ -2,14 +2,12 @@ package dump
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/zeebo/xxh3"
 
 	"github.com/pgward/pgward/internal/conninfo"
 	"github.com/pgward/pgward/seal"
@@ -126,7 +124,7 @@ func pgRestore(ctx context.Context, cfg RestoreConfig, target conninfo.Params, m
 	if cfg.Progress != nil {
 		src = &progressReader{r: rc, total: cfg.Dump.StoredBytes, fn: cfg.Progress}
 	}
-	plain, err := cfg.Opener.NewReader(src)
+	plain, err := cfg.Opener.NewReader(src, seal.Expect{Key: key, Kind: seal.KindDump, Size: cfg.Dump.DataBytes, Checksum: cfg.Dump.Checksum})
 	if err != nil {
 		return fmt.Errorf("open dump %s of %s: %w", cfg.Dump.ID, cfg.Dump.Name(), err)
 	}
@@ -150,14 +148,9 @@ func pgRestore(ctx context.Context, cfg RestoreConfig, target conninfo.Params, m
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start pg_restore: %w", err)
 	}
-	hash := xxh3.New128()
-	_, copyErr := io.Copy(io.MultiWriter(stdin, hash), plain)
-	if copyErr == nil {
-		sum := hash.Sum128().Bytes()
-		if got := hex.EncodeToString(sum[:]); got != cfg.Dump.Checksum {
-			copyErr = fmt.Errorf("dump %s of %s does not match its checksum (%s, recorded %s): it is damaged", cfg.Dump.ID, cfg.Dump.Name(), got, cfg.Dump.Checksum)
-		}
-	}
+	// The reader verifies the whole dump (signature, size, checksum)
+	// before it reports the end: until then pg_restore must not commit.
+	_, copyErr := io.Copy(stdin, plain)
 	if copyErr != nil {
 		// Stop pg_restore before it sees the end of its input and commits.
 		cmd.Process.Kill()

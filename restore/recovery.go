@@ -28,10 +28,33 @@ type Recovery struct {
 	KeepArchiving bool
 }
 
+// Validate refuses, before anything is written, settings that
+// postgresql.auto.conf cannot hold as given.
+func (r Recovery) Validate() error {
+	if err := r.Target.Validate(); err != nil {
+		return err
+	}
+	if r.RestoreCommand == "" {
+		return errors.New("restore_command is empty")
+	}
+	if err := CheckConfValue(r.RestoreCommand); err != nil {
+		return fmt.Errorf("restore_command %s: %w (a path in it?)", strconv.Quote(r.RestoreCommand), err)
+	}
+	switch r.Action {
+	case "promote", "pause", "shutdown":
+	default:
+		return fmt.Errorf("recovery_target_action %s: want promote, pause or shutdown", strconv.Quote(r.Action))
+	}
+	return nil
+}
+
 // WriteRecovery appends the recovery settings to postgresql.auto.conf and
 // creates recovery.signal: the last step, so a directory with
 // recovery.signal is always complete.
 func WriteRecovery(pgdata string, r Recovery) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("recovery settings: %w", err)
+	}
 	lines := []string{
 		"",
 		"# Added by pgward restore: recovery to " + r.Target.String(),
@@ -83,14 +106,33 @@ func WriteRecovery(pgdata string, r Recovery) error {
 	return os.WriteFile(filepath.Join(pgdata, "recovery.signal"), nil, 0o600)
 }
 
-// quote makes a postgresql.conf string literal.
-func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// quote makes a string literal that PostgreSQL's configuration lexer
+// (guc-file.l) reads back as s: inside quotes a backslash starts an
+// escape (\b \f \n \r \t, octal, or the next character itself) and a
+// doubled quote is a quote, so each backslash and each quote is written
+// twice. s holds no control characters (CheckConfValue): the lexer
+// allows no newline in a string.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
+
+// ShellArg quotes s as one word of a restore_command: PostgreSQL first
+// replaces %f, %p, %r and %% in the command, then runs it with sh -c. So
+// each % is doubled, and a word with anything but [A-Za-z0-9@%+:,./_-]
+// is single-quoted for the shell (a single quote written as '"'"').
+func ShellArg(s string) string {
+	s = strings.ReplaceAll(s, "%", "%%")
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+:,./_-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
 
 // LoadState reads what MakePlan needs from the repository: finished
 // backups, the WAL end per timeline, and the newest timeline's history.
 func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
 	var st State
-	backups, skipped, err := basebackup.List(ctx, a.Store, a.Layout)
+	backups, skipped, err := basebackup.List(ctx, a.Store, a.Layout, a.Opener.Trust())
 	if err != nil {
 		return st, err
 	}

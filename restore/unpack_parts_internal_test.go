@@ -32,12 +32,13 @@ func storedBackup(t *testing.T, store *memory.Backend, files map[string]string, 
 	for i := 0; len(data) > 0; i++ {
 		n := min(partSize, len(data))
 		var sealed bytes.Buffer
-		if err := sealer.SealBytes(&sealed, data[:n]); err != nil {
+		key := fmt.Sprintf("c/basebackups/B/base.tar.%04d.zst", i)
+		claims, err := sealer.SealBytes(&sealed, data[:n], seal.Claims{Key: key, Kind: seal.KindBackupPart})
+		if err != nil {
 			t.Fatal(err)
 		}
-		key := fmt.Sprintf("c/basebackups/B/base.tar.%04d.zst", i)
 		store.Put(t.Context(), key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), nil)
-		a.Parts = append(a.Parts, catalog.BackupPart{Key: key, Bytes: int64(n)})
+		a.Parts = append(a.Parts, catalog.BackupPart{Key: key, Bytes: int64(n), Checksum: claims.Checksum})
 		data = data[n:]
 	}
 	return catalog.BackupInfo{ID: "B", Archives: []catalog.BackupArchive{a}}

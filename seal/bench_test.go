@@ -33,7 +33,7 @@ func BenchmarkSeal(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		out.Reset()
-		w, err := s.NewWriter(&out)
+		w, err := s.NewWriter(&out, seal.Claims{Key: "k"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func BenchmarkOpen(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := o.NewReader(bytes.NewReader(sealed))
+		r, err := o.NewReader(bytes.NewReader(sealed), seal.Expect{Size: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,12 +2,15 @@ package seal
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/xxh3"
 )
 
 // OpenBytes unseals a whole object held in memory and returns the
@@ -16,7 +19,62 @@ import (
 // straight into its place in the result; an object of any other shape is
 // decoded as one stream. maxSize bounds the plaintext; a larger object
 // returns an error wrapping ErrTooLarge and the caller should stream it.
-func (o *Opener) OpenBytes(sealed []byte, maxSize int64) ([]byte, error) {
+// The object is verified against want as NewReader's are; the plaintext
+// is returned only when it holds.
+func (o *Opener) OpenBytes(sealed []byte, maxSize int64, want Expect) ([]byte, error) {
+	plain, _, err := o.OpenBytesClaims(sealed, maxSize, want)
+	return plain, err
+}
+
+// OpenBytesClaims is OpenBytes that also returns the verified claims of a
+// signed object (nil for an unsigned one).
+func (o *Opener) OpenBytesClaims(sealed []byte, maxSize int64, want Expect) ([]byte, *Claims, error) {
+	compressed, err := o.decryptBytes(sealed)
+	if err != nil {
+		return nil, nil, err
+	}
+	var record []byte
+	tailStart := max(0, len(compressed)-maxTrailer)
+	if start, rec, ok := findTrailer(compressed[tailStart:]); ok {
+		record = rec
+		compressed = compressed[:tailStart+start]
+	}
+	plain, err := o.decodeBytes(compressed, maxSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := checksumHex(plain)
+	var claims *Claims
+	if record == nil {
+		if err := o.trust.unsigned(want.Key); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		c, err := o.trust.verifyRecord(record, want, sha256.Sum256(compressed), int64(len(plain)))
+		if err != nil {
+			return nil, nil, err
+		}
+		if c.Checksum != sum {
+			return nil, nil, fmt.Errorf("%w: its checksum differs from the signed one", ErrBadSignature)
+		}
+		claims = &c
+	}
+	if want.Size >= 0 && int64(len(plain)) != want.Size {
+		return nil, nil, fmt.Errorf("%w: %d bytes, %d recorded", ErrCorrupt, len(plain), want.Size)
+	}
+	if want.Checksum != "" && sum != want.Checksum {
+		return nil, nil, fmt.Errorf("%w: its checksum is %s, %s is recorded", ErrCorrupt, shortSum(sum), shortSum(want.Checksum))
+	}
+	return plain, claims, nil
+}
+
+func checksumHex(b []byte) string {
+	s := xxh3.Hash128(b).Bytes()
+	return hex.EncodeToString(s[:])
+}
+
+// decryptBytes returns the zstd stream of a sealed object in memory.
+func (o *Opener) decryptBytes(sealed []byte) ([]byte, error) {
 	compressed := sealed
 	switch {
 	case bytes.HasPrefix(sealed, ageMagic):
@@ -34,7 +92,11 @@ func (o *Opener) OpenBytes(sealed []byte, maxSize int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: neither an age file nor a zstd stream", ErrCorrupt)
 	}
+	return compressed, nil
+}
 
+// decodeBytes decompresses a zstd stream held in memory.
+func (o *Opener) decodeBytes(compressed []byte, maxSize int64) ([]byte, error) {
 	frames, total, ok := splitFrames(compressed)
 	if !ok {
 		return o.decodeStream(compressed, maxSize)

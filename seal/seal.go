@@ -14,14 +14,18 @@ package seal
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"runtime"
 	"sync"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/xxh3"
 )
 
 // Object name suffixes, chosen so the name says how to read it back.
@@ -68,6 +72,21 @@ type Sealer struct {
 	recipients  []age.Recipient
 	enc         *zstd.Encoder // only EncodeAll is used: safe for concurrent use
 	concurrency int
+	signer      *SigningKey // nil: objects are not signed
+}
+
+// SignWith makes the Sealer sign every object with key (nil: unsigned).
+func (s *Sealer) SignWith(key *SigningKey) *Sealer {
+	s.signer = key
+	return s
+}
+
+// Signer returns the Sealer's signing key, or nil.
+func (s *Sealer) Signer() *SigningKey {
+	if s == nil {
+		return nil
+	}
+	return s.signer
 }
 
 // NewSealer returns a Sealer for recipients. concurrency bounds the frames
@@ -95,11 +114,22 @@ func (s *Sealer) Suffix() string {
 	return SuffixPlain
 }
 
-// NewWriter returns a writer that seals what is written to it into dst.
-// Close must be called to finish the object; it does not close dst. The
-// writer holds at most 2×concurrency chunks in memory.
-func (s *Sealer) NewWriter(dst io.Writer) (io.WriteCloser, error) {
-	w := &writer{enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency)}
+// NewWriter returns a writer that seals what is written to it into dst, as
+// the object c describes (its Key and Kind, and for WAL the WAL fields;
+// the writer fills in size and checksums). Close must be called to finish
+// the object; it does not close dst. The writer holds at most
+// 2×concurrency chunks in memory.
+func (s *Sealer) NewWriter(dst io.Writer, c Claims) (*Writer, error) {
+	w := &Writer{enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency),
+		signer: s.signer, claims: c, sum: xxh3.New128(), digest: sha256.New()}
+	if s.signer != nil {
+		// Refuse what cannot be signed before anything is written.
+		probe := c
+		probe.Signer = s.signer.public
+		if _, err := probe.marshal(); err != nil {
+			return nil, err
+		}
+	}
 	if s.Encrypted() {
 		aw, err := age.Encrypt(dst, s.recipients...)
 		if err != nil {
@@ -110,25 +140,47 @@ func (s *Sealer) NewWriter(dst io.Writer) (io.WriteCloser, error) {
 	return w, nil
 }
 
-// SealBytes seals data, which is already in memory (or mapped), into dst.
-// It compresses straight from data, without copying it into chunks.
-func (s *Sealer) SealBytes(dst io.Writer, data []byte) error {
-	wc, err := s.NewWriter(dst)
+// SealBytes seals data, which is already in memory (or mapped), into dst
+// and returns what the object claims. It compresses straight from data,
+// without copying it into chunks.
+func (s *Sealer) SealBytes(dst io.Writer, data []byte, c Claims) (Claims, error) {
+	w, err := s.NewWriter(dst, c)
 	if err != nil {
-		return err
+		return Claims{}, err
 	}
-	w := wc.(*writer)
+	// Hash the whole file beside the compression, not chunk by chunk.
+	w.sum = nil
+	var sum xxh3.Uint128
+	hashed := make(chan struct{})
+	go func(all []byte) {
+		defer close(hashed)
+		sum = xxh3.Hash128(all)
+	}(data)
+	w.size = int64(len(data))
 	for len(data) > 0 && w.err == nil {
 		n := min(len(data), ChunkSize)
 		w.submitFrame(&frame{in: data[:n:n], borrowed: true, done: make(chan struct{})})
 		data = data[n:]
 	}
-	return w.Close()
+	<-hashed
+	b := sum.Bytes()
+	w.claims.Checksum = hex.EncodeToString(b[:])
+	if err := w.Close(); err != nil {
+		return Claims{}, err
+	}
+	return w.claims, nil
 }
 
-// writer cuts the plaintext into chunks, compresses them concurrently into
-// independent zstd frames, and writes the frames in order.
-type writer struct {
+// Writer cuts the plaintext into chunks, compresses them concurrently into
+// independent zstd frames, writes the frames in order and, when the Sealer
+// signs, a last frame with the signature.
+type Writer struct {
+	signer *SigningKey
+	claims Claims
+	sum    *xxh3.Hasher128 // nil when SealBytes hashes the whole input
+	digest hash.Hash       // of the compressed frames
+	size   int64
+
 	enc         *zstd.Encoder
 	out         io.Writer
 	encrypted   io.WriteCloser
@@ -148,7 +200,10 @@ type frame struct {
 	done     chan struct{}
 }
 
-func (w *writer) Write(p []byte) (int, error) {
+// Claims returns what the object claims to be; complete after Close.
+func (w *Writer) Claims() Claims { return w.claims }
+
+func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -170,7 +225,7 @@ func (w *writer) Write(p []byte) (int, error) {
 }
 
 // ReadFrom reads straight into chunk buffers, saving a copy.
-func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for w.err == nil {
 		if w.buf == nil {
@@ -194,7 +249,7 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 	return total, w.err
 }
 
-func (w *writer) chunk() []byte {
+func (w *Writer) chunk() []byte {
 	if n := len(w.free); n > 0 {
 		b := w.free[n-1]
 		w.free = w.free[:n-1]
@@ -205,11 +260,15 @@ func (w *writer) chunk() []byte {
 
 // submit starts compressing the current chunk, first writing out the
 // oldest frame if too many are in flight.
-func (w *writer) submit() error {
+func (w *Writer) submit() error {
+	if w.sum != nil {
+		w.sum.Write(w.buf)
+		w.size += int64(len(w.buf))
+	}
 	return w.submitFrame(&frame{in: w.buf, done: make(chan struct{})})
 }
 
-func (w *writer) submitFrame(f *frame) error {
+func (w *Writer) submitFrame(f *frame) error {
 	w.buf = nil
 	w.frames++
 	w.sem <- struct{}{}
@@ -225,7 +284,7 @@ func (w *writer) submitFrame(f *frame) error {
 	return nil
 }
 
-func (w *writer) flushOldest() error {
+func (w *Writer) flushOldest() error {
 	f := w.pending[0]
 	w.pending = w.pending[1:]
 	<-f.done
@@ -233,6 +292,7 @@ func (w *writer) flushOldest() error {
 		w.free = append(w.free, f.in)
 	}
 	if w.err == nil {
+		w.digest.Write(f.out)
 		if _, err := w.out.Write(f.out); err != nil {
 			w.err = fmt.Errorf("seal: write: %w", err)
 		}
@@ -242,7 +302,7 @@ func (w *writer) flushOldest() error {
 
 // Close compresses what is left, writes every frame in order and finishes
 // the encryption. It waits for all compression goroutines, even on error.
-func (w *writer) Close() error {
+func (w *Writer) Close() error {
 	if w.closed {
 		return w.err
 	}
@@ -259,6 +319,21 @@ func (w *writer) Close() error {
 	if w.err != nil {
 		return w.err
 	}
+	w.claims.Size = w.size
+	if w.sum != nil {
+		b := w.sum.Sum128().Bytes()
+		w.claims.Checksum = hex.EncodeToString(b[:])
+	}
+	copy(w.claims.Digest[:], w.digest.Sum(nil))
+	if w.signer != nil {
+		rec, err := w.signer.sign(&w.claims)
+		if err != nil {
+			return err
+		}
+		if _, err := w.out.Write(trailer(rec)); err != nil {
+			return fmt.Errorf("seal: write: %w", err)
+		}
+	}
 	if w.encrypted != nil {
 		if err := w.encrypted.Close(); err != nil {
 			return fmt.Errorf("seal: finish encryption: %w", err)
@@ -268,17 +343,28 @@ func (w *writer) Close() error {
 }
 
 // Opener opens sealed objects with a set of identities (none for a host
-// that only writes).
+// that only writes), trusting the signers its Trust names.
 type Opener struct {
 	identities  []age.Identity
+	trust       Trust
 	decoderOnce sync.Once
 	decoder     *zstd.Decoder // for OpenBytes
 }
 
-// NewOpener returns an Opener for identities.
+// NewOpener returns an Opener for identities. Until Trust is set it checks
+// no signature, only that a signed object is in its signed place.
 func NewOpener(identities []age.Identity) *Opener {
 	return &Opener{identities: identities}
 }
+
+// SetTrust sets whose signatures the Opener accepts.
+func (o *Opener) SetTrust(t Trust) *Opener {
+	o.trust = t
+	return o
+}
+
+// Trust returns whose signatures the Opener accepts.
+func (o *Opener) Trust() *Trust { return &o.trust }
 
 // decrypt starts decrypting an age file, naming the usual failures.
 func (o *Opener) decrypt(src io.Reader) (io.Reader, error) {
@@ -299,12 +385,33 @@ func (o *Opener) decrypt(src io.Reader) (io.Reader, error) {
 // CanDecrypt reports whether the Opener holds any identity.
 func (o *Opener) CanDecrypt() bool { return len(o.identities) > 0 }
 
-// NewReader returns a reader of the plaintext sealed in src. It tells an
-// encrypted object from a plain one by its first bytes, so it does not
-// depend on the object's name. Errors from the reader wrap ErrCorrupt when
-// the object is damaged. The caller must Close the reader; it does not
+// Expect is what a reader knows about the object it opens, from where it
+// found it: every read checks the object against it.
+type Expect struct {
+	// Key is where the object was read from; a signed object must have
+	// been signed for it.
+	Key string
+	// Kind is the kind of object expected; "" accepts any.
+	Kind string
+	// Size is the plaintext size recorded for the object, or -1.
+	Size int64
+	// Checksum is the hex XXH3-128 of the plaintext recorded for the
+	// object, or "".
+	Checksum string
+}
+
+// NewReader returns a reader of the plaintext sealed in src, which was
+// read from where want says. It tells an encrypted object from a plain
+// one by its first bytes, so it does not depend on the object's name.
+//
+// The plaintext is verified as it streams and once more at its end: the
+// reader returns io.EOF only after the signature (as the Opener's Trust
+// requires), the size and the checksum all hold, so a caller must treat
+// what it read as unverified until then. Errors wrap ErrCorrupt when the
+// object is damaged, and ErrUnsigned, ErrBadSignature or ErrMisplaced when
+// it is not what it claims. The caller must Close the reader; it does not
 // close src.
-func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
+func (o *Opener) NewReader(src io.Reader, want Expect) (*Reader, error) {
 	sr := &sourceReader{r: src}
 	br := bufio.NewReaderSize(sr, 64<<10)
 	head, err := br.Peek(len(ageMagic))
@@ -316,7 +423,7 @@ func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
 	case bytes.HasPrefix(head, ageMagic):
 		r, err := o.decrypt(br)
 		if errors.Is(err, ErrCorrupt) {
-			return nil, (&reader{src: sr}).failure(err)
+			return nil, (&Reader{src: sr}).failure(err)
 		}
 		if err != nil {
 			return nil, err
@@ -327,11 +434,12 @@ func (o *Opener) NewReader(src io.Reader) (io.ReadCloser, error) {
 	default:
 		return nil, fmt.Errorf("%w: neither an age file nor a zstd stream", ErrCorrupt)
 	}
-	dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(false))
+	tail := &tailReader{r: plain, digest: sha256.New(), buf: make([]byte, 0, 256<<10)}
+	dec, err := zstd.NewReader(tail, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(false))
 	if err != nil {
 		return nil, fmt.Errorf("unseal: start decompression: %w", err)
 	}
-	return &reader{dec: dec, src: sr}, nil
+	return &Reader{dec: dec, src: sr, tail: tail, trust: &o.trust, want: want, sum: xxh3.New128()}, nil
 }
 
 // sourceReader remembers the source's error.
@@ -348,14 +456,69 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-type reader struct {
-	dec *zstd.Decoder
-	src *sourceReader
+// tailReader passes the compressed stream on to the decoder, hashing it,
+// but holds back its last bytes until the end: they may be the signature
+// frame, which is not part of what was signed.
+type tailReader struct {
+	r      io.Reader
+	digest hash.Hash
+	buf    []byte // read from r, not yet passed on
+	off    int    // buf[:off] was passed on
+	eof    bool
+	record []byte // the signature record, once at the end; nil if none
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	for {
+		if avail := len(t.buf) - t.off - maxTrailer; avail > 0 || t.eof {
+			if t.eof {
+				avail = len(t.buf) - t.off
+			}
+			if avail == 0 {
+				return 0, io.EOF
+			}
+			n := copy(p, t.buf[t.off:t.off+avail])
+			t.digest.Write(p[:n])
+			t.off += n
+			return n, nil
+		}
+		if t.off > 0 && cap(t.buf)-len(t.buf) < 64<<10 {
+			t.buf = t.buf[:copy(t.buf, t.buf[t.off:])]
+			t.off = 0
+		}
+		n, err := t.r.Read(t.buf[len(t.buf):cap(t.buf)])
+		t.buf = t.buf[:len(t.buf)+n]
+		if err == io.EOF {
+			t.eof = true
+			rest := t.buf[t.off:]
+			if start, rec, ok := findTrailer(rest); ok {
+				t.record = append([]byte(nil), rec...)
+				t.buf = t.buf[:t.off+start]
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Reader reads and verifies the plaintext of one object.
+type Reader struct {
+	dec    *zstd.Decoder
+	src    *sourceReader
+	tail   *tailReader
+	trust  *Trust
+	want   Expect
+	sum    *xxh3.Hasher128
+	n      int64
+	claims *Claims // the verified claims of a signed object
+	done   bool
 }
 
 // failure names what failed: the source (a dropped connection is not
 // corruption, and must not look like it), or the object.
-func (r *reader) failure(err error) error {
+func (r *Reader) failure(err error) error {
 	if r.src.err != nil && r.src.err != io.EOF {
 		return fmt.Errorf("unseal: read: %w", r.src.err)
 	}
@@ -365,9 +528,64 @@ func (r *reader) failure(err error) error {
 	return fmt.Errorf("%w: %v", ErrCorrupt, err)
 }
 
-func (r *reader) Read(p []byte) (int, error) {
+// finish runs at the end of the plaintext: the whole stream must have
+// been read, and the object must be what it claims and what was expected.
+func (r *Reader) finish() error {
+	if r.done {
+		return nil
+	}
+	// The decoder stops at the end of the last frame; anything after it
+	// is not part of the object.
+	if n, err := io.Copy(io.Discard, r.tail); err != nil {
+		return r.failure(err)
+	} else if n > 0 {
+		return fmt.Errorf("%w: %d bytes after the last frame", ErrCorrupt, n)
+	}
+	b := r.sum.Sum128().Bytes()
+	sum := hex.EncodeToString(b[:])
+	if r.tail.record == nil {
+		if err := r.trust.unsigned(r.want.Key); err != nil {
+			return err
+		}
+	} else {
+		var digest [32]byte
+		copy(digest[:], r.tail.digest.Sum(nil))
+		c, err := r.trust.verifyRecord(r.tail.record, r.want, digest, r.n)
+		if err != nil {
+			return err
+		}
+		if c.Checksum != sum {
+			return fmt.Errorf("%w: its checksum differs from the signed one", ErrBadSignature)
+		}
+		r.claims = &c
+	}
+	if r.want.Size >= 0 && r.n != r.want.Size {
+		return fmt.Errorf("%w: %d bytes, %d recorded", ErrCorrupt, r.n, r.want.Size)
+	}
+	if r.want.Checksum != "" && sum != r.want.Checksum {
+		return fmt.Errorf("%w: its checksum is %s, %s is recorded", ErrCorrupt, shortSum(sum), shortSum(r.want.Checksum))
+	}
+	r.done = true
+	return nil
+}
+
+func shortSum(s string) string {
+	if len(s) > 12 {
+		return s[:12] + "…"
+	}
+	return s
+}
+
+func (r *Reader) Read(p []byte) (int, error) {
 	n, err := r.dec.Read(p)
-	if err != nil && err != io.EOF {
+	r.sum.Write(p[:n])
+	r.n += int64(n)
+	switch {
+	case err == io.EOF:
+		if ferr := r.finish(); ferr != nil {
+			return n, ferr
+		}
+	case err != nil:
 		err = r.failure(err)
 	}
 	return n, err
@@ -376,21 +594,40 @@ func (r *reader) Read(p []byte) (int, error) {
 // WriteTo lets io.Copy use the decoder's own buffers. Only failures of
 // the source are reported as corruption; a failing destination (a full
 // disk) is returned as it is.
-func (r *reader) WriteTo(w io.Writer) (int64, error) {
-	dw := &destWriter{w: w}
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	dw := &destWriter{w: w, r: r}
 	n, err := r.dec.WriteTo(dw)
 	if err != nil && dw.err == nil {
 		err = r.failure(err)
 	}
+	if err == nil {
+		err = r.finish()
+	}
 	return n, err
+}
+
+// Signed reports whether the object carried a signature that held; valid
+// once the reader reached the end.
+func (r *Reader) Signed() bool { return r.claims != nil }
+
+// Claims returns the verified claims of a signed object, once the reader
+// reached the end.
+func (r *Reader) Claims() (Claims, bool) {
+	if r.claims == nil {
+		return Claims{}, false
+	}
+	return *r.claims, true
 }
 
 type destWriter struct {
 	w   io.Writer
+	r   *Reader
 	err error
 }
 
 func (d *destWriter) Write(p []byte) (int, error) {
+	d.r.sum.Write(p)
+	d.r.n += int64(len(p))
 	n, err := d.w.Write(p)
 	if err != nil {
 		d.err = err
@@ -398,7 +635,8 @@ func (d *destWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *reader) Close() error {
-	r.dec.Close() // stops the decoder's goroutines
+// Close stops the decoder's goroutines.
+func (r *Reader) Close() error {
+	r.dec.Close()
 	return nil
 }

@@ -45,7 +45,7 @@ func newKey(t testing.TB) (*age.X25519Identity, []age.Recipient) {
 func sealBytes(t testing.TB, s *seal.Sealer, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := s.NewWriter(&buf)
+	w, err := s.NewWriter(&buf, seal.Claims{Key: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func sealBytes(t testing.TB, s *seal.Sealer, data []byte) []byte {
 }
 
 func openBytes(o *seal.Opener, sealed []byte) ([]byte, error) {
-	r, err := o.NewReader(bytes.NewReader(sealed))
+	r, err := o.NewReader(bytes.NewReader(sealed), seal.Expect{Size: -1})
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func TestNoIdentityMessageNamesTheFlag(t *testing.T) {
 
 func TestDestinationErrorIsNotCorruption(t *testing.T) {
 	sealed := sealBytes(t, seal.NewSealer(nil, seal.LevelFastest, 0), walLike(1<<20))
-	r, err := seal.NewOpener(nil).NewReader(bytes.NewReader(sealed))
+	r, err := seal.NewOpener(nil).NewReader(bytes.NewReader(sealed), seal.Expect{Size: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestSourceErrorIsNotCorruption(t *testing.T) {
 	reset := errors.New("connection reset by peer")
 	for _, cut := range []int{10, len(sealed) / 2} {
 		src := io.MultiReader(bytes.NewReader(sealed[:cut]), iotest.ErrReader(reset))
-		r, err := seal.NewOpener([]age.Identity{id}).NewReader(src)
+		r, err := seal.NewOpener([]age.Identity{id}).NewReader(src, seal.Expect{Size: -1})
 		if err == nil {
 			_, err = io.Copy(io.Discard, r)
 			r.Close()
@@ -305,7 +305,7 @@ func TestOpenBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			data := walLike(tc.size)
 			sealed := sealBytes(t, seal.NewSealer(tc.rcpt, seal.LevelFastest, 0), data)
-			got, err := opener.OpenBytes(sealed, 1<<30)
+			got, err := opener.OpenBytes(sealed, 1<<30, seal.Expect{Size: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -313,7 +313,7 @@ func TestOpenBytes(t *testing.T) {
 				t.Fatalf("OpenBytes returned %d bytes that differ from the %d sealed", len(got), len(data))
 			}
 			if tc.size > 0 {
-				if _, err := opener.OpenBytes(sealed, int64(tc.size-1)); !errors.Is(err, seal.ErrTooLarge) {
+				if _, err := opener.OpenBytes(sealed, int64(tc.size-1), seal.Expect{Size: -1}); !errors.Is(err, seal.ErrTooLarge) {
 					t.Errorf("OpenBytes with a smaller limit: %v, want ErrTooLarge", err)
 				}
 			}
@@ -327,7 +327,7 @@ func TestOpenBytes(t *testing.T) {
 	data := walLike(3 << 20)
 	enc.Write(data)
 	enc.Close()
-	got, err := seal.NewOpener(nil).OpenBytes(foreign.Bytes(), 1<<30)
+	got, err := seal.NewOpener(nil).OpenBytes(foreign.Bytes(), 1<<30, seal.Expect{Size: -1})
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("foreign zstd stream: %d bytes, %v", len(got), err)
 	}
@@ -353,7 +353,7 @@ func TestOpenBytes(t *testing.T) {
 		{"garbage", opener, []byte("garbage"), seal.ErrCorrupt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := tc.opener.OpenBytes(tc.object, 1<<30); !errors.Is(err, tc.want) {
+			if _, err := tc.opener.OpenBytes(tc.object, 1<<30, seal.Expect{Size: -1}); !errors.Is(err, tc.want) {
 				t.Fatalf("OpenBytes = %v, want %v", err, tc.want)
 			}
 		})
@@ -364,6 +364,6 @@ func FuzzOpenBytes(f *testing.F) {
 	f.Add(sealBytes(f, seal.NewSealer(nil, seal.LevelFastest, 0), []byte("hello")))
 	f.Add(sealBytes(f, seal.NewSealer(nil, seal.LevelFastest, 0), walLike(3<<20))[:200])
 	f.Fuzz(func(t *testing.T, object []byte) {
-		_, _ = seal.NewOpener(nil).OpenBytes(object, 64<<20)
+		_, _ = seal.NewOpener(nil).OpenBytes(object, 64<<20, seal.Expect{Size: -1})
 	})
 }

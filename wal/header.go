@@ -97,6 +97,11 @@ func (h SegmentHeader) CheckName(name string) error {
 	if err != nil {
 		return err
 	}
+	// The first page of a timeline's first segment may still carry the
+	// parent's timeline (PostgreSQL copies it at the switch), never a later one.
+	if h.Timeline == 0 || h.Timeline > f.Timeline {
+		return fmt.Errorf("file %s holds WAL of timeline %d: the name does not match the content", name, h.Timeline)
+	}
 	if got := SegmentNo(h.PageAddr, h.SegmentSize); got != no {
 		return fmt.Errorf("file %s holds WAL from LSN %s (segment %s): the name does not match the content",
 			name, h.PageAddr, SegmentName(f.Timeline, got, h.SegmentSize))

@@ -411,7 +411,7 @@ func TestCheckName(t *testing.T) {
 		{"matching", hdr(1, 0x3000000, 16*mib), "000000010000000000000003", ""},
 		{"matching partial", hdr(1, 0x3000000, 16*mib), "000000010000000000000003.partial", ""},
 		{"new timeline first segment", hdr(1, 0x3000000, 16*mib), "000000020000000000000003", ""},
-		{"higher timeline in header", hdr(3, 0x3000000, 16*mib), "000000020000000000000003", ""},
+		{"higher timeline in header", hdr(3, 0x3000000, 16*mib), "000000020000000000000003", "timeline 3"},
 		{"matching after rollover", hdr(1, 0x100000000, 16*mib), "000000010000000100000000", ""},
 		{"matching 1MiB", hdr(1, 0x16B3700000, mib), "000000010000001600000B37", ""},
 		{"matching 64MiB", hdr(1, 0x1C000000, 64*mib), "000000010000000000000007", ""},

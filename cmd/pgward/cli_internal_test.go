@@ -696,7 +696,7 @@ func TestKeysGenerate(t *testing.T) {
 		t.Fatalf("printed recipient does not parse: %v", err)
 	}
 	var sealed bytes.Buffer
-	w, err := seal.NewSealer(rs, seal.LevelFastest, 1).NewWriter(&sealed)
+	w, err := seal.NewSealer(rs, seal.LevelFastest, 1).NewWriter(&sealed, seal.Claims{Key: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,7 +704,7 @@ func TestKeysGenerate(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rd, err := seal.NewOpener(ids).NewReader(&sealed)
+	rd, err := seal.NewOpener(ids).NewReader(&sealed, seal.Expect{Size: -1})
 	if err != nil {
 		t.Fatalf("identity does not open what is sealed to the printed recipient: %v", err)
 	}

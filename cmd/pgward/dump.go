@@ -136,7 +136,16 @@ func dumpCatalog(c *cli.Context) (dump.Catalog, error) {
 	if err != nil {
 		return dump.Catalog{}, err
 	}
-	return dump.Catalog{Store: store, Layout: layout, Logger: log}, nil
+	// Dumps are signed by hosts that write and checked by hosts that read.
+	signer, err := s.signingKey()
+	if err != nil {
+		return dump.Catalog{}, err
+	}
+	trust, err := s.trust()
+	if err != nil {
+		return dump.Catalog{}, err
+	}
+	return dump.Catalog{Store: store, Layout: layout, Logger: log, Trust: &trust, Signer: signer}, nil
 }
 
 func runDump(c *cli.Context) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
 )
@@ -46,6 +47,12 @@ func runPrune(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// backup.json steers what prune deletes: check who wrote it.
+	trust, err := settingsFrom(c).trust()
+	if err != nil {
+		return err
+	}
+	a.Opener = seal.NewOpener(nil).SetTrust(trust)
 	return prune(c.Context, a, log, now, c.Duration("window"), c.Bool("dry-run"), c.App.Writer)
 }
 
@@ -120,7 +127,11 @@ func pruneBackups(ctx context.Context, a *archive.Archive) ([]catalog.PruneBacku
 	var out []catalog.PruneBackup
 	for _, id := range order {
 		b := byID[id]
-		listed, err := basebackup.Get(ctx, a.Store, a.Layout, id)
+		var trust *seal.Trust
+		if a.Opener != nil {
+			trust = a.Opener.Trust()
+		}
+		listed, err := basebackup.Get(ctx, a.Store, a.Layout, id, trust)
 		switch {
 		case errors.Is(err, basebackup.ErrNoBackup):
 		case err != nil:
