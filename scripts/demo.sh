@@ -42,11 +42,19 @@ say "Create an encryption key: the identity stays on restore hosts, the recipien
 recipient=$(as_pg "$demo/pgward" keys generate --output "$demo/key.txt")
 note "identity file: $demo/key.txt (mode $(stat -c %a "$demo/key.txt"))"
 note "recipient:     $recipient"
+say "Create a signing key: hosts that write sign every object, restore hosts accept only what that key signed"
+signer=$(as_pg "$demo/pgward" keys generate --signing --output "$demo/signing.key")
+note "signing key:   $demo/signing.key (mode $(stat -c %a "$demo/signing.key"); the writers' secret)"
+note "trusted signer: $signer"
 as_pg mkdir -m 700 "$demo/repo"
+# One host plays both parts here; on a real system the database host holds
+# recipient + signing-key-file, the restore host identity-file + trusted-signer.
 cat >"$demo/pgward.yaml" <<CONF
 repo: file://$demo/repo
 recipient: $recipient
+signing-key-file: $demo/signing.key
 identity-file: $demo/key.txt
+trusted-signer: $signer
 CONF
 chmod 644 "$demo/pgward.yaml"
 pgward() { as_pg "$demo/pgward" --config "$demo/pgward.yaml" "$@"; }
@@ -100,6 +108,9 @@ note "primary and sidecar stopped: from here on, only the repository has the dat
 
 say "Restore the cluster as it was at $target"
 pgward restore --pgdata "$demo/restored" --to-time "$target" --start --port "$restored_port" 2>/dev/null | sed 's/^/   /'
+
+say "Read every stored object back: each must be signed by the trusted key"
+pgward verify 2>/dev/null | sed 's/^/   /'
 
 say "Check that the rows are as they were at $target"
 got_history=$(psql_p "$restored_port" "SELECT count(*) FROM pgbench_history")
