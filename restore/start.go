@@ -64,8 +64,14 @@ func Start(ctx context.Context, pgdata string, timeout time.Duration) (Started, 
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Started{}, fmt.Errorf("pg_ctl start: %v: %s", err, bytes.TrimSpace(out))
+		return Started{}, fmt.Errorf("pg_ctl start: %v: %s%s", err, bytes.TrimSpace(out), logTail(logPath))
 	}
+	return waitRecovery(ctx, logPath, begun, timeout)
+}
+
+// waitRecovery watches the server log until recovery reaches its target
+// or fails. A failure's error carries the log's last lines.
+func waitRecovery(ctx context.Context, logPath string, begun time.Time, timeout time.Duration) (Started, error) {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -73,7 +79,7 @@ func Start(ctx context.Context, pgdata string, timeout time.Duration) (Started, 
 		log, _ := os.ReadFile(logPath)
 		if m := fatalLine.Find(log); m != nil && !bytes.Contains(m, []byte("the database system is starting up")) &&
 			!bytes.Contains(m, []byte("not yet accepting connections")) {
-			return Started{}, fmt.Errorf("recovery failed: %s (see %s)", m, logPath)
+			return Started{}, fmt.Errorf("recovery failed: %s%s", m, logTail(logPath))
 		}
 		if readyLine.Match(log) {
 			s := Started{Duration: time.Since(begun)}
@@ -85,7 +91,7 @@ func Start(ctx context.Context, pgdata string, timeout time.Duration) (Started, 
 			return s, nil
 		}
 		if time.Now().After(deadline) {
-			return Started{}, fmt.Errorf("recovery did not finish within %s (see %s)", timeout, logPath)
+			return Started{}, fmt.Errorf("recovery did not finish within %s%s", timeout, logTail(logPath))
 		}
 		select {
 		case <-ctx.Done():
@@ -93,6 +99,43 @@ func Start(ctx context.Context, pgdata string, timeout time.Duration) (Started, 
 		case <-tick.C:
 		}
 	}
+}
+
+// Bounds of the server log quoted in an error.
+const (
+	tailLines = 20
+	tailBytes = 4 << 10
+)
+
+// logTail is the end of the log at path, at most tailLines lines and
+// tailBytes bytes, as a suffix for an error ("" if there is none).
+func logTail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf(" (no server log at %s: %v)", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-tailBytes, 0)
+	buf := make([]byte, fi.Size()-off)
+	n, _ := f.ReadAt(buf, off)
+	buf = bytes.TrimRight(buf[:n], "\n")
+	if off > 0 { // drop the cut first line
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[i+1:]
+		}
+	}
+	lines := strings.Split(string(buf), "\n")
+	if len(lines) > tailLines {
+		lines = lines[len(lines)-tailLines:]
+	}
+	if len(lines) == 1 && lines[0] == "" {
+		return fmt.Sprintf(" (the server log %s is empty)", path)
+	}
+	return fmt.Sprintf("\nlast lines of the server log %s:\n  %s", path, strings.Join(lines, "\n  "))
 }
 
 // findPgCtl finds pg_ctl for the data directory's PostgreSQL version.

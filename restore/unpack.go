@@ -166,8 +166,8 @@ func Finish(pgdata string) error {
 // directory inside another data directory, and a directory that is not
 // empty, unless force is given and it is a PostgreSQL data directory (its
 // own PG_VERSION at the top, or an unfinished pgward restore) with no
-// postmaster.pid, no other data directory and no mount point anywhere
-// below it. Symbolic links on the path are followed for these checks.
+// postmaster.pid, no other data directory (PG_VERSION and global/) and
+// no mount point anywhere below it. Symbolic links on the path are followed for these checks.
 func CheckDataDir(pgdata string, force bool) error {
 	if err := checkPathValue(pgdata); err != nil {
 		return fmt.Errorf("--pgdata %w", err)
@@ -291,27 +291,42 @@ func resolveExisting(p string) (string, error) {
 	}
 }
 
-// enclosingDataDir returns the nearest directory above dir that holds
-// PG_VERSION, or "".
+// enclosingDataDir returns the nearest directory above dir that is a
+// data directory (isDataDir), or else the nearest that holds PG_VERSION
+// (a database or tablespace directory of one), or "".
 func enclosingDataDir(dir string) (string, error) {
+	first := ""
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		_, err := os.Lstat(filepath.Join(p, "PG_VERSION"))
-		if err == nil {
+		switch {
+		case err == nil && isDataDir(p):
 			return p, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, unix.ENOTDIR) {
+		case err == nil && first == "":
+			first = p
+		case err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, unix.ENOTDIR):
 			return "", err
 		}
 		if p == "/" {
-			return "", nil
+			return first, nil
 		}
 	}
+}
+
+// isDataDir reports whether dir looks like a PostgreSQL data directory:
+// PG_VERSION and global/. (Each database's directory, base/OID, has a
+// PG_VERSION of its own, but no global/.)
+func isDataDir(dir string) bool {
+	if _, err := os.Lstat(filepath.Join(dir, "PG_VERSION")); err != nil {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "global"))
+	return err == nil && fi.IsDir()
 }
 
 // treeFindings are what inspectTree found below a directory.
 type treeFindings struct {
 	pid     string // a postmaster.pid
-	dataDir string // a directory below the top holding PG_VERSION
+	dataDir string // a data directory below the top (isDataDir)
 	mount   string // a mount point
 }
 
@@ -334,7 +349,7 @@ func inspectTree(dir string) (treeFindings, error) {
 			f.pid = p
 			return fs.SkipAll
 		}
-		if d.Name() == "PG_VERSION" && filepath.Dir(p) != dir && f.dataDir == "" {
+		if d.Name() == "PG_VERSION" && filepath.Dir(p) != dir && f.dataDir == "" && isDataDir(filepath.Dir(p)) {
 			f.dataDir = filepath.Dir(p)
 		}
 		var st unix.Stat_t

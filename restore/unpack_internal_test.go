@@ -90,39 +90,58 @@ func TestExtractWritesFilesPrivately(t *testing.T) {
 	}
 }
 
-func TestPrepareDirRefusesNonEmpty(t *testing.T) {
+func TestPrepareRefusesNonEmpty(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "PG_VERSION"), []byte("15"), 0o600)
-	if err := prepareDir(dir, false); err == nil {
-		t.Fatal("a non-empty directory was accepted without --force")
+	if err := Prepare(dir, "B", false); err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Fatalf("a non-empty directory without --force: %v", err)
 	}
 	// An earlier attempt's WAL must not survive into the new restore.
 	os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700)
 	os.WriteFile(filepath.Join(dir, "pg_wal", "00000002.history"), []byte("1\t0/3000000\tno reason\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte("123\n"), 0o600)
-	if err := prepareDir(dir, true); err == nil || !strings.Contains(err.Error(), "postmaster.pid") {
+	if err := Prepare(dir, "B", true); err == nil || !strings.Contains(err.Error(), "postmaster.pid") {
 		t.Fatalf("--force over a directory with postmaster.pid: %v", err)
 	}
 	os.Remove(filepath.Join(dir, "postmaster.pid"))
-	if err := prepareDir(dir, true); err != nil {
+	if err := Prepare(dir, "B", true); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() != IncompleteMarker {
 		t.Fatalf("--force left %v in the directory", entries)
 	}
-	if err := prepareDir("relative/dir", false); err == nil {
+	if err := Prepare("relative/dir", "B", false); err == nil {
 		t.Fatal("a relative directory was accepted")
 	}
 }
 
-func TestRemapTablespaces(t *testing.T) {
+func TestWriteTablespaceMap(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "tablespace_map")
 	os.WriteFile(p, []byte("16385 /srv/old/ts1\n16386 /srv/old/ts2\n"), 0o600)
-	if err := remapTablespaces(p, map[string]string{"16386": "/srv/new/ts2"}); err != nil {
+	err := writeTablespaceMap(p, []Tablespace{{OID: "16385", Dir: "/srv/old/ts1"}, {OID: "16386", Dir: `/srv/new\ts2`, Mapped: true}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(p)
-	if want := "16385 /srv/old/ts1\n16386 /srv/new/ts2\n"; string(got) != want {
+	if want := "16385 /srv/old/ts1\n16386 /srv/new\\\\ts2\n"; string(got) != want {
 		t.Errorf("tablespace_map = %q, want %q", got, want)
+	}
+	if e := parseTablespaceMap(got); len(e) != 2 || e[1] != (tablespaceMapEntry{"16386", `/srv/new\ts2`}) {
+		t.Errorf("read back as %q", e)
+	}
+	// An entry without an archive would become a pg_tblspc link to
+	// wherever it points.
+	os.WriteFile(p, []byte("16385 /srv/old/ts1\n16390 /root/.ssh\n"), 0o600)
+	err = writeTablespaceMap(p, []Tablespace{{OID: "16385", Dir: "/srv/ts1"}})
+	if err == nil || !strings.Contains(err.Error(), "names tablespace 16390") {
+		t.Errorf("a map entry without an archive: %v", err)
+	}
+	// No tablespaces and no map: nothing is written.
+	q := filepath.Join(t.TempDir(), "tablespace_map")
+	if err := writeTablespaceMap(q, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q); !os.IsNotExist(err) {
+		t.Errorf("a tablespace_map was created for a backup without tablespaces: %v", err)
 	}
 }

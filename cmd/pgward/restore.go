@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,12 +31,13 @@ recovery_target_action). Starting PostgreSQL is the DBA's step.
 
 Give exactly one target: --to-time, --to-lsn, --to-xid, --to-name or --latest.
 A target outside the restorable window is refused before anything is touched,
-with the window in the message. --dry-run prints the plan and changes nothing.
+with the window in the message. --dry-run prints the plan (with the directory
+each tablespace goes to) and changes nothing; it refuses what a restore would.
 
 While it runs, the data directory holds the file pgward-restore-incomplete:
 a directory that still has it is unusable. recovery.signal is written last.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "pgdata", Usage: "restore into `DIR` (absolute; created if missing; must be empty)"},
+			&cli.StringFlag{Name: "pgdata", Usage: "restore into `DIR` (absolute; created if missing; must be empty, or a data directory with --force)"},
 			&cli.StringFlag{Name: "to-time", Usage: "recover to `TIME`: RFC 3339, or YYYY-MM-DD HH:MM:SS[.ffffff][±TZ] (local time without a zone)"},
 			&cli.StringFlag{Name: "to-lsn", Usage: "recover to `LSN` (like 0/16B3748)"},
 			&cli.StringFlag{Name: "to-xid", Usage: "recover to the commit of transaction `XID`"},
@@ -43,7 +46,7 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.StringFlag{Name: "target-action", Value: "promote", Usage: "at the target: promote, pause or shutdown"},
 			&cli.StringFlag{Name: "backup", Usage: "restore backup `ID` instead of the one pgward chooses"},
 			&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore tablespace `OID=DIR` elsewhere than its recorded location"},
-			&cli.BoolFlag{Name: "force", Usage: "restore into a non-empty directory, writing over it"},
+			&cli.BoolFlag{Name: "force", Usage: "replace the PostgreSQL data directory at --pgdata (refused for any other non-empty directory, one holding postmaster.pid, another data directory or a mount point below it)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "download up to `N` backup parts at once (1: stream each part as it is unpacked)"},
@@ -59,6 +62,23 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 
 func restoreTarget(c *cli.Context) (restore.Target, error) {
 	var targets []restore.Target
+	var given []string
+	for _, name := range []string{"to-time", "to-lsn", "to-xid", "to-name"} {
+		if c.IsSet(name) {
+			given = append(given, "--"+name)
+			if c.String(name) == "" {
+				return restore.Target{}, fmt.Errorf("--%s is empty: %s", name, map[string]string{
+					"to-time": "give a time, like '2026-11-20 14:03:00+01' or 2026-11-20T13:03:00Z",
+					"to-lsn":  "give an LSN, like 0/16B3748",
+					"to-xid":  "give a transaction id, like 1234",
+					"to-name": "give the name passed to pg_create_restore_point",
+				}[name])
+			}
+		}
+	}
+	if c.Bool("latest") {
+		given = append(given, "--latest")
+	}
 	if v := c.String("to-time"); v != "" {
 		t, err := restore.ParseTime(v, time.Local)
 		if err != nil {
@@ -75,8 +95,8 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 	}
 	if v := c.String("to-xid"); v != "" {
 		x, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || x < 3 {
-			return restore.Target{}, fmt.Errorf("--to-xid %q: want a transaction id (a number, 3 or more)", v)
+		if err != nil {
+			return restore.Target{}, fmt.Errorf("--to-xid %q: want a transaction id (a number from 3 to %d)", v, uint64(restore.MaxXID))
 		}
 		targets = append(targets, restore.Target{Kind: restore.XID, XID: x})
 	}
@@ -86,10 +106,13 @@ func restoreTarget(c *cli.Context) (restore.Target, error) {
 	if c.Bool("latest") {
 		targets = append(targets, restore.Target{Kind: restore.Latest})
 	}
-	if len(targets) != 1 {
-		return restore.Target{}, fmt.Errorf("give exactly one target: --to-time, --to-lsn, --to-xid, --to-name or --latest (got %d)", len(targets))
+	switch {
+	case len(targets) == 0:
+		return restore.Target{}, errors.New("give exactly one target: --to-time, --to-lsn, --to-xid, --to-name or --latest (none was given)")
+	case len(targets) > 1:
+		return restore.Target{}, fmt.Errorf("give exactly one target: --to-time, --to-lsn, --to-xid, --to-name or --latest (%s were given)", strings.Join(given, ", "))
 	}
-	return targets[0], nil
+	return targets[0], targets[0].Validate()
 }
 
 func runRestore(c *cli.Context) error {
@@ -114,15 +137,28 @@ func runRestore(c *cli.Context) error {
 	if pgdata == "" || !filepath.IsAbs(pgdata) {
 		return fmt.Errorf("--pgdata %q: give the absolute path of the directory to restore into", pgdata)
 	}
-	tsMap := map[string]string{}
-	for _, m := range c.StringSlice("tablespace-map") {
-		oid, dir, ok := strings.Cut(m, "=")
-		if !ok || oid == "" || !filepath.IsAbs(dir) {
-			return fmt.Errorf("--tablespace-map %q: want OID=/absolute/dir", m)
-		}
-		tsMap[oid] = dir
+	pgdata = filepath.Clean(pgdata)
+	tsMap, err := restore.ParseTablespaceMap(c.StringSlice("tablespace-map"))
+	if err != nil {
+		return err
+	}
+	// Refusals come before anything is touched, --dry-run or not.
+	if err := restore.CheckDataDir(pgdata, c.Bool("force")); err != nil {
+		return err
+	}
+	cmd, err := restoreCommandLine(pgdata, c.Int("prefetch"))
+	if err != nil {
+		return err
+	}
+	recovery := restore.Recovery{RestoreCommand: cmd, Target: target, Action: action, KeepArchiving: c.Bool("keep-archiving")}
+	if err := recovery.Validate(); err != nil {
+		return err
 	}
 	a, log, err := archiveFor(c, false, true)
+	if err != nil {
+		return err
+	}
+	restoreConf, err := restoreConfig(settingsFrom(c))
 	if err != nil {
 		return err
 	}
@@ -139,6 +175,15 @@ func runRestore(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "plan: backup %s (finished %s), replay WAL from %s along timeline %d (stored up to %s), fetch %s, recover to %s\n",
 		plan.Backup.ID, plan.Backup.StopTime.UTC().Format(time.RFC3339), plan.WALFrom, plan.Timeline, plan.WALTo, humanBytes(plan.Bytes), plan.Target)
+	if plan.Tablespaces, err = restore.PlanTablespaces(plan.Backup, pgdata, tsMap); err != nil {
+		return err
+	}
+	for _, ts := range plan.Tablespaces {
+		fmt.Fprintf(c.App.Writer, "plan: %s\n", ts)
+	}
+	if err := restore.CheckTablespaces(pgdata, plan.Tablespaces); err != nil {
+		return err
+	}
 	if c.Bool("dry-run") {
 		return nil
 	}
@@ -166,11 +211,10 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w (the directory is unusable: %s marks it)", err, restore.IncompleteMarker)
 	}
-	cmd, err := restoreCommandFor(c, pgdata, c.Int("prefetch"))
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(pgdata, restoreConfigName), restoreConf, 0o600); err != nil {
 		return err
 	}
-	if err := restore.WriteRecovery(pgdata, restore.Recovery{RestoreCommand: cmd, Target: target, Action: action, KeepArchiving: c.Bool("keep-archiving")}); err != nil {
+	if err := restore.WriteRecovery(pgdata, recovery); err != nil {
 		return err
 	}
 	if err := restore.Finish(pgdata); err != nil {
@@ -203,44 +247,69 @@ func appendConf(pgdata, line string) error {
 	return err
 }
 
-// restoreCommandFor writes the repository settings restore_command needs
-// into a config file beside the data directory (no secrets: S3 keys stay
-// in the server's environment) and returns the command.
-func restoreCommandFor(c *cli.Context, pgdata string, prefetch int) (string, error) {
-	s := settingsFrom(c)
+// restoreConfigName is the file, in the data directory, that holds the
+// repository settings restore_command needs.
+const restoreConfigName = "pgward-restore.yaml"
+
+// restoreFileConfig is everything pgward writes into the data directory
+// for restore_command: where the repository is and how to read and
+// trust it. No secret has a field here: S3 credentials stay in the
+// server's environment, and the identity is named by its path.
+type restoreFileConfig struct {
+	Repo          string `yaml:"repo"`
+	Cluster       string `yaml:"cluster"`
+	IdentityFile  string `yaml:"identity-file,omitempty"`
+	S3Endpoint    string `yaml:"s3-endpoint,omitempty"`
+	S3Region      string `yaml:"s3-region,omitempty"`
+	S3Insecure    bool   `yaml:"s3-insecure,omitempty"`
+	S3PathStyle   bool   `yaml:"s3-path-style,omitempty"`
+	TrustedSigner string `yaml:"trusted-signer,omitempty"`
+	AllowUnsigned bool   `yaml:"allow-unsigned,omitempty"`
+}
+
+// restoreConfig is the content of restoreConfigName. It refuses settings
+// that carry credentials rather than write them into the data directory
+// (and never shows them).
+func restoreConfig(s settings) ([]byte, error) {
+	if u, err := url.Parse(s.Repo); err == nil && (u.User != nil || u.RawQuery != "") {
+		return nil, errors.New("the repository URL holds user info or a query (not shown: it may hold credentials): " +
+			"restore writes the URL into the data directory for restore_command; put S3 credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+	}
+	if strings.Contains(s.S3Endpoint, "@") {
+		return nil, errors.New("--s3-endpoint holds credentials (not shown): give them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY " +
+			"(for restore_command, in the restored server's environment); restore never writes credentials into the data directory")
+	}
+	cfg := restoreFileConfig{Repo: s.Repo, Cluster: s.Cluster, TrustedSigner: s.TrustedSigner, AllowUnsigned: s.AllowUnsigned}
+	if s.IdentityFile != "" {
+		abs, err := filepath.Abs(s.IdentityFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.IdentityFile = abs
+	}
+	if strings.HasPrefix(s.Repo, "s3:") {
+		cfg.S3Endpoint, cfg.S3Region, cfg.S3Insecure, cfg.S3PathStyle = s.S3Endpoint, s.S3Region, s.S3Insecure, s.S3PathStyle
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# written by pgward restore for restore_command\n"), b...), nil
+}
+
+// restoreCommandLine is the restore_command: this pgward, reading the
+// settings in the data directory, fetching %f into %p. The paths are
+// quoted for the shell PostgreSQL runs it with, and their % doubled.
+func restoreCommandLine(pgdata string, prefetch int) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	if s.IdentityFile != "" {
-		if s.IdentityFile, err = filepath.Abs(s.IdentityFile); err != nil {
-			return "", err
-		}
-	}
-	cfg := map[string]any{"repo": s.Repo, "cluster": s.Cluster}
-	for k, v := range map[string]string{flagIdentityFile: s.IdentityFile, flagS3Endpoint: s.S3Endpoint, flagS3Region: s.S3Region} {
-		if v != "" {
-			cfg[k] = v
-		}
-	}
-	if s.S3Insecure {
-		cfg[flagS3Insecure] = true
-	}
-	if s.S3PathStyle {
-		cfg[flagS3PathStyle] = true
-	}
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(pgdata, "pgward-restore.yaml")
-	if err := os.WriteFile(path, append([]byte("# written by pgward restore for restore_command\n"), b...), 0o600); err != nil {
-		return "", err
-	}
+	cmd := restore.ShellArg(exe) + " --config " + restore.ShellArg(filepath.Join(pgdata, restoreConfigName)) + " wal-fetch"
 	if prefetch == 0 {
-		return fmt.Sprintf("%s --config %s wal-fetch --prefetch 0 %%f %%p", exe, path), nil
+		cmd += " --prefetch 0"
 	}
-	return fmt.Sprintf("%s --config %s wal-fetch %%f %%p", exe, path), nil
+	return cmd + " %f %p", nil
 }
 
 // showWindow prints, per timeline, the oldest backup's end and the newest
