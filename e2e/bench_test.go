@@ -65,6 +65,19 @@ func TestBench(t *testing.T) {
 	add("wal-fetch, no prefetch", "file", fetchEach(t, base, segs, append(fetch, "wal-fetch", "--prefetch", "0")), "")
 	add("wal-fetch, prefetch 8", "file", fetchEach(t, base, segs, append(fetch, "wal-fetch", "--prefetch", "8")), "")
 
+	// The same, signed: what authenticity costs per segment.
+	signingKey := filepath.Join(base, "signing.key")
+	signer := strings.TrimSpace(must(t, base, nil, pgward, "keys", "generate", "--signing", "--output", signingKey))
+	signedDir := filepath.Join(base, "signed")
+	os.Mkdir(signedDir, 0o755)
+	own(t, signedDir)
+	signedRepo := "file://" + repoDir(t, signedDir)
+	signedPush := []string{"--repo", signedRepo, "--recipient", recipient, "--signing-key-file", signingKey}
+	signedFetch := []string{"--repo", signedRepo, "--identity-file", identity, "--trusted-signer", signer}
+	add("wal-push, signed", "file", timeEach(t, segs, func(s string) []string { return append(signedPush, "wal-push", s) }), "")
+	add("wal-fetch, signed, no pref.", "file", fetchEach(t, base, segs, append(signedFetch, "wal-fetch", "--prefetch", "0")), "")
+	add("wal-fetch, signed, pref. 8", "file", fetchEach(t, base, segs, append(signedFetch, "wal-fetch", "--prefetch", "8")), "")
+
 	// pgward into MinIO.
 	srv := miniotest.Start(t)
 	bucket := srv.Bucket(t)
