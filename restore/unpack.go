@@ -167,7 +167,8 @@ func Finish(pgdata string) error {
 // empty, unless force is given and it is a PostgreSQL data directory (its
 // own PG_VERSION at the top, or an unfinished pgward restore) with no
 // postmaster.pid, no other data directory (PG_VERSION and global/) and
-// no mount point anywhere below it. Symbolic links on the path are followed for these checks.
+// no mount point anywhere below it. Symbolic links on the path are
+// followed for these checks.
 func CheckDataDir(pgdata string, force bool) error {
 	if err := checkPathValue(pgdata); err != nil {
 		return fmt.Errorf("--pgdata %w", err)
