@@ -277,15 +277,14 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 		err = store(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
 	} else {
 		// Too big to hold: stream it, sealing as the backend reads.
-		pr, pw := io.Pipe()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			pw.CloseWithError(a.sealTo(pw, io.NewSectionReader(f, 0, size), claims))
-		}()
-		err = store(ctx, key, pr, -1, meta)
-		pr.CloseWithError(err) // unblocks the sealing goroutine if Create gave up early
-		<-done
+		var obj *catalog.ObjectWriter
+		if obj, err = catalog.NewObjectWriter(ctx, store, key, a.Sealer, claims, meta); err == nil {
+			if _, err = io.Copy(obj, io.NewSectionReader(f, 0, size)); err != nil {
+				obj.Abort(err)
+			} else {
+				err = obj.Close()
+			}
+		}
 	}
 	if errors.Is(err, storage.ErrExist) {
 		// Another pusher stored it since the check above: compare with it.
@@ -322,18 +321,6 @@ func (a *Archive) matchStored(o storage.ObjectInfo, name, sum string) (PushResul
 		return 0, fmt.Errorf("push %s: %s holds content with checksum %s, this file has %s; nothing was overwritten. "+
 			"Two servers may be archiving into the same --cluster: %w", name, o.Key, short(stored), short(sum), ErrConflict)
 	}
-}
-
-func (a *Archive) sealTo(w io.Writer, r io.Reader, c seal.Claims) error {
-	sw, err := a.Sealer.NewWriter(w, c)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(sw, r); err != nil {
-		sw.Close()
-		return fmt.Errorf("seal: %w", err)
-	}
-	return sw.Close()
 }
 
 func checksum(data []byte) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
@@ -44,28 +43,13 @@ type storeSink struct {
 	storedBytes int64
 }
 
-// part is one object being written: plaintext goes through the sealer
-// into a pipe that the backend's Put reads.
+// part is one object being written.
 type part struct {
-	info  catalog.BackupPart
-	seal  *seal.Writer
-	pipe  *io.PipeWriter
-	count *countingWriter
-	done  chan error
+	info catalog.BackupPart
+	obj  *catalog.ObjectWriter
 	// where to record the result: archives[archive].Parts[index], or the
 	// manifest when archive is -1 (indexes, as the slices grow)
 	archive, index int
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func (s *storeSink) Begin(start wal.LSN, tli uint32, tbs []Tablespace) error {
@@ -117,7 +101,7 @@ func (s *storeSink) Write(p []byte) error {
 		if !s.inManifest {
 			n = int(min(int64(n), s.partSize-s.cur.info.Bytes))
 		}
-		if _, err := s.cur.seal.Write(p[:n]); err != nil {
+		if _, err := s.cur.obj.Write(p[:n]); err != nil {
 			return s.fail(err)
 		}
 		s.cur.info.Bytes += int64(n)
@@ -148,25 +132,13 @@ func (s *storeSink) openPart() error {
 		key = s.layout.BackupPartKey(s.id, a.Name, pi, s.sealer.Suffix())
 		a.Parts = append(a.Parts, catalog.BackupPart{Key: key})
 	}
-	pr, pw := io.Pipe()
-	count := &countingWriter{w: pw}
-	p := &part{info: catalog.BackupPart{Key: key}, pipe: pw, count: count, done: make(chan error, 1), archive: ai, index: pi}
-	// The reader runs first: age writes its header as soon as it starts.
-	go func() {
-		// Create: a part never replaces another backup's (two backups
-		// given one id would collide here, and one of them fails).
-		err := s.store.Create(s.ctx, key, pr, -1, nil)
-		pr.CloseWithError(err) // unblocks the writer if Put gave up early
-		p.done <- err
-	}()
-	sw, err := s.sealer.NewWriter(count, seal.Claims{Key: key, Kind: kind})
+	// Created, never replaced: two backups given one id would collide
+	// here, and one of them fails.
+	obj, err := catalog.NewObjectWriter(s.ctx, s.store.Create, key, s.sealer, seal.Claims{Kind: kind}, nil)
 	if err != nil {
-		pw.CloseWithError(err)
-		<-p.done
 		return err
 	}
-	p.seal = sw
-	s.cur = p
+	s.cur = &part{info: catalog.BackupPart{Key: key}, obj: obj, archive: ai, index: pi}
 	return nil
 }
 
@@ -178,11 +150,9 @@ func (s *storeSink) closePart() error {
 		return nil
 	}
 	s.cur = nil
-	err := p.seal.Close()
-	p.pipe.CloseWithError(err)
-	if err != nil {
-		<-p.done
-		return fmt.Errorf("seal %s: %w", p.info.Key, err)
+	if err := p.obj.Finish(); err != nil {
+		p.obj.Wait()
+		return err
 	}
 	s.inflight = append(s.inflight, p)
 	if len(s.inflight) >= partsInFlight {
@@ -194,17 +164,17 @@ func (s *storeSink) closePart() error {
 func (s *storeSink) waitOldest() error {
 	p := s.inflight[0]
 	s.inflight = s.inflight[1:]
-	if err := <-p.done; err != nil {
-		return fmt.Errorf("store %s: %w", p.info.Key, err)
+	if err := p.obj.Wait(); err != nil {
+		return err
 	}
-	p.info.Checksum = p.seal.Claims().Checksum
-	p.info.StoredBytes = p.count.n
+	p.info.Checksum = p.obj.Claims().Checksum
+	p.info.StoredBytes = p.obj.StoredBytes()
 	if p.archive < 0 {
 		*s.manifest = p.info
 	} else {
 		s.archives[p.archive].Parts[p.index] = p.info
 	}
-	s.storedBytes += p.count.n
+	s.storedBytes += p.info.StoredBytes
 	return nil
 }
 
@@ -223,8 +193,7 @@ func (s *storeSink) finish() error {
 func (s *storeSink) fail(err error) error {
 	if p := s.cur; p != nil {
 		s.cur = nil
-		p.pipe.CloseWithError(err)
-		<-p.done
+		p.obj.Abort(err)
 	}
 	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/internal/conninfo"
 	"github.com/pgward/pgward/seal"
 )
@@ -325,23 +326,13 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 	}
 
 	key := cfg.Layout.DumpPrefix(info.Dir(), info.ID) + info.Object
-	pr, pw := io.Pipe()
-	stored := make(chan error, 1)
-	counter := &countingWriter{w: pw}
-	go func() {
-		err := cfg.Store.Create(ctx, key, pr, -1, map[string]string{"pgward-kind": "dump"})
-		pr.CloseWithError(err) // unblock the writer if the upload gave up
-		stored <- err
-	}()
-	sealW, err := sealer.NewWriter(counter, seal.Claims{Key: key, Kind: seal.KindDump})
+	obj, err := catalog.NewObjectWriter(ctx, cfg.Store.Create, key, sealer, seal.Claims{Kind: seal.KindDump}, map[string]string{"pgward-kind": "dump"})
 	if err != nil {
-		pw.CloseWithError(err)
 		cmd.Process.Kill()
 		cmd.Wait()
-		<-stored
 		return nil, err
 	}
-	plain := &countingWriter{w: sealW}
+	plain := &countingWriter{w: obj}
 	if cfg.Progress != nil {
 		plain.progress = func(n int64) { cfg.Progress(info.Name(), n, db.size) }
 	}
@@ -368,25 +359,20 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 	case statsErr != nil && (globals || plain.n == 0 || isWriteError(statsErr)):
 		err = fmt.Errorf("store dump: %w", statsErr)
 	}
-	if err == nil {
-		err = sealW.Close()
-	}
 	if err != nil {
-		pw.CloseWithError(err)
-		<-stored
+		obj.Abort(err)
 		return nil, err
 	}
-	pw.Close()
-	if err := <-stored; err != nil {
-		return nil, fmt.Errorf("store %s: %w", key, err)
+	if err := obj.Close(); err != nil {
+		return nil, err
 	}
 	if statsErr != nil {
 		// The dump is whole (pg_dump succeeded) but its contents could not
 		// be counted: keep it, and say the drill cannot check rows.
 		log.Warn("dump stored, but its tables could not be counted; drills will check only that it restores", "err", statsErr)
 	}
-	info.DataBytes, info.StoredBytes = plain.n, counter.n
-	info.Checksum = sealW.Claims().Checksum
+	info.DataBytes, info.StoredBytes = plain.n, obj.StoredBytes()
+	info.Checksum = obj.Claims().Checksum
 	if stats != nil {
 		info.Tables, info.Rows = stats.Tables, stats.Rows
 		data, _ := json.Marshal(stats.TableData)
