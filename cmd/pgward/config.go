@@ -307,9 +307,12 @@ func connFlag(c *cli.Context, name string) (string, error) {
 func parseConn(name, s string) (*pgconn.Config, error) {
 	cfg, err := pgconn.ParseConfig(s)
 	if err != nil {
-		if conninfo.HasPassword(s) {
-			return nil, fmt.Errorf("--%s: invalid connection string (not shown: it holds a password); "+
-				"write host=… port=… user=… dbname=… or postgres://user@host:port/dbname", name)
+		const want = "write host=… port=… user=… dbname=… or postgres://user@host:port/dbname"
+		switch {
+		case conninfo.HasPassword(s):
+			return nil, fmt.Errorf("--%s: invalid connection string (not shown: it holds a password); %s", name, want)
+		case len(s) > 512:
+			return nil, fmt.Errorf("--%s: invalid connection string (%d bytes, not shown); %s", name, len(s), want)
 		}
 		return nil, fmt.Errorf("--%s: %w", name, err)
 	}

@@ -68,6 +68,20 @@ func TestConnectionPasswordOnCommandLineRefused(t *testing.T) {
 	// want of a server, with another message).
 	r := pgward(t, append(global, "stream", "--listen", "", "--source", "host=/x port=notaport")...)
 	r.check(t, exitError, []string{"--source", "invalid port"}, []string{"holds a password"})
+	// Hostile values: quotes, backslashes and newlines are libpq's to read;
+	// a huge string is not echoed whole.
+	for _, tc := range []struct{ conn, want string }{
+		{"host='/tmp/my dir' port=notaport", "invalid port"},
+		{`host=/tmp application_name='it\'s a "name"' port=x`, "invalid port"},
+		{"host=/tmp\nport=x", "invalid port"},
+		{"host=/tmp port=1 " + strings.Repeat("x", 100000), "(100017 bytes, not shown)"},
+	} {
+		r := pgward(t, append(global, "backup", "--source", tc.conn)...)
+		r.check(t, exitError, []string{"--source", tc.want}, []string{"holds a password"})
+		if len(r.stderr) > 1000 {
+			t.Errorf("a %d-byte message for a %d-byte --source", len(r.stderr), len(tc.conn))
+		}
+	}
 }
 
 // The environment variable of the flag and the config file may hold the
