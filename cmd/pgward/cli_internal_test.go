@@ -757,7 +757,7 @@ func TestKeysGenerateBadUsage(t *testing.T) {
 		{"extra argument", []string{"keys", "generate", "--output", filepath.Join(dir, "k"), "extra"},
 			[]string{"keys generate takes no arguments", `"extra"`}},
 		{"directory missing", []string{"keys", "generate", "--output", filepath.Join(dir, "absent", "k")},
-			[]string{"write identity"}},
+			[]string{"write key"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1038,5 +1038,34 @@ func TestBackupBadInput(t *testing.T) {
 	r.check(t, exitOK, nil, nil)
 	if strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("backup list --json on an empty repository = %q, want []", r.stdout)
+	}
+}
+
+// TestKeysGenerateSigning: --signing writes a 0600 signing key that
+// parses, prints its public key, and never overwrites a file.
+func TestKeysGenerateSigning(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "signing.key")
+	r := pgward(t, "keys", "generate", "--signing", "--output", out)
+	r.check(t, exitOK, nil, nil)
+	pub := strings.TrimSpace(r.stdout)
+	key, err := seal.LoadSigningKey(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.Public().String() != pub || !strings.HasPrefix(pub, "pgwsig1") {
+		t.Fatalf("printed %q, the file's public key is %s", pub, key.Public())
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+		t.Errorf("signing key mode %04o, want 0600", fi.Mode().Perm())
+	}
+	again := pgward(t, "keys", "generate", "--signing", "--output", out)
+	again.check(t, exitError, []string{"already exists", "never overwrites"}, nil)
+	// A signing key readable by everyone is refused, and not echoed.
+	os.Chmod(out, 0o644)
+	repo := "file://" + t.TempDir()
+	bad := pgward(t, "--repo", repo, "--no-encryption", "--signing-key-file", out, "wal-push", filepath.Join(t.TempDir(), "000000010000000000000001"))
+	bad.check(t, exitError, []string{"accessible to every user", "chmod o-rwx"}, nil)
+	if strings.Contains(bad.stderr, "PGWARD-SIGNING-KEY-1") {
+		t.Error("the secret key was echoed")
 	}
 }
