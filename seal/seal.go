@@ -73,6 +73,25 @@ type Sealer struct {
 	enc         *zstd.Encoder // only EncodeAll is used: safe for concurrent use
 	concurrency int
 	signer      *SigningKey // nil: objects are not signed
+	// Chunk and frame buffers are reused across frames and objects (a
+	// backup's parts, a run's segments), so sealing allocates nothing in
+	// the steady state and the collector has nothing to chase.
+	chunks, frames sync.Pool // *[]byte
+}
+
+// maxFrame bounds a compressed chunk (zstd's worst case for ChunkSize).
+const maxFrame = ChunkSize + ChunkSize/128 + 1<<10
+
+func getBuf(p *sync.Pool, size int) []byte {
+	if b, ok := p.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+func putBuf(p *sync.Pool, b []byte) {
+	b = b[:0]
+	p.Put(&b)
 }
 
 // SignWith makes the Sealer sign every object with key (nil: unsigned).
@@ -120,7 +139,7 @@ func (s *Sealer) Suffix() string {
 // the object; it does not close dst. The writer holds at most
 // 2×concurrency chunks in memory.
 func (s *Sealer) NewWriter(dst io.Writer, c Claims) (*Writer, error) {
-	w := &Writer{enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency),
+	w := &Writer{sealer: s, enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency),
 		signer: s.signer, claims: c, sum: xxh3.New128(), digest: sha256.New()}
 	if s.signer != nil {
 		// Refuse what cannot be signed before anything is written.
@@ -175,6 +194,7 @@ func (s *Sealer) SealBytes(dst io.Writer, data []byte, c Claims) (Claims, error)
 // independent zstd frames, writes the frames in order and, when the Sealer
 // signs, a last frame with the signature.
 type Writer struct {
+	sealer *Sealer
 	signer *SigningKey
 	claims Claims
 	sum    *xxh3.Hasher128 // nil when SealBytes hashes the whole input
@@ -186,7 +206,6 @@ type Writer struct {
 	encrypted   io.WriteCloser
 	buf         []byte   // the chunk being filled
 	pending     []*frame // compressing, oldest first
-	free        [][]byte // spare chunk buffers
 	maxInFlight int
 	sem         chan struct{} // bounds concurrent EncodeAll calls
 	frames      int
@@ -249,14 +268,7 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	return total, w.err
 }
 
-func (w *Writer) chunk() []byte {
-	if n := len(w.free); n > 0 {
-		b := w.free[n-1]
-		w.free = w.free[:n-1]
-		return b[:0]
-	}
-	return make([]byte, 0, ChunkSize)
-}
+func (w *Writer) chunk() []byte { return getBuf(&w.sealer.chunks, ChunkSize) }
 
 // submit starts compressing the current chunk, first writing out the
 // oldest frame if too many are in flight.
@@ -274,7 +286,7 @@ func (w *Writer) submitFrame(f *frame) error {
 	w.sem <- struct{}{}
 	go func() {
 		defer close(f.done)
-		f.out = w.enc.EncodeAll(f.in, make([]byte, 0, len(f.in)/4))
+		f.out = w.enc.EncodeAll(f.in, getBuf(&w.sealer.frames, maxFrame))
 		<-w.sem
 	}()
 	w.pending = append(w.pending, f)
@@ -288,14 +300,18 @@ func (w *Writer) flushOldest() error {
 	f := w.pending[0]
 	w.pending = w.pending[1:]
 	<-f.done
-	if !f.borrowed {
-		w.free = append(w.free, f.in)
+	if !f.borrowed && cap(f.in) == ChunkSize {
+		putBuf(&w.sealer.chunks, f.in)
 	}
 	if w.err == nil {
 		w.digest.Write(f.out)
 		if _, err := w.out.Write(f.out); err != nil {
 			w.err = fmt.Errorf("seal: write: %w", err)
 		}
+	}
+	// Write does not keep p (io.Writer's contract): the buffer is free.
+	if cap(f.out) == maxFrame {
+		putBuf(&w.sealer.frames, f.out)
 	}
 	return w.err
 }
