@@ -130,6 +130,27 @@ func runStream(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Every schedule's settings are checked before anything starts: a bad
+	// one must stop the sidecar before it serves or logs from goroutines.
+	var backupSched, pruneSched schedule.Schedule // nil: off
+	var bcfg basebackup.Config
+	if src := conns["backup-source"]; src != "" {
+		if backupSched, err = schedule.Parse(c.String("backup-schedule"), c.String("backup-timezone")); err != nil {
+			return fmt.Errorf("--backup-schedule: %w", err)
+		}
+		if bcfg, err = newBackupConfig(a, log, "backup-", src, c.String("backup-checkpoint"), "", "", c.String("backup-part-size"), 0); err != nil {
+			return err
+		}
+	}
+	if spec := c.String("prune-schedule"); spec != "" {
+		if pruneSched, err = schedule.Parse(spec, c.String("backup-timezone")); err != nil {
+			return fmt.Errorf("--prune-schedule: %w", err)
+		}
+	}
+	startDumps, err := dumpSchedules(c, conns["dump-source"], conns["drill-target"], reg, notify, log)
+	if err != nil {
+		return err
+	}
 
 	limitMemory(memoryLimit)
 	var wg sync.WaitGroup
@@ -167,18 +188,10 @@ func runStream(c *cli.Context) error {
 		})
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
-	if src := conns["backup-source"]; src != "" {
-		sched, err := schedule.Parse(c.String("backup-schedule"), c.String("backup-timezone"))
-		if err != nil {
-			return fmt.Errorf("--backup-schedule: %w", err)
-		}
-		bcfg, err := newBackupConfig(a, log, "backup-", src, c.String("backup-checkpoint"), "", "", c.String("backup-part-size"), 0)
-		if err != nil {
-			return err
-		}
+	if backupSched != nil {
 		wg.Go(func() {
 			// The lock keeps a backup started by hand and a scheduled one apart.
-			schedule.Every(ctx, sched, "backup", log, func() {
+			schedule.Every(ctx, backupSched, "backup", log, func() {
 				info, err := basebackup.Take(ctx, bcfg)
 				if err != nil {
 					if ctx.Err() == nil {
@@ -191,14 +204,10 @@ func runStream(c *cli.Context) error {
 			})
 		})
 	}
-	if spec := c.String("prune-schedule"); spec != "" {
-		sched, err := schedule.Parse(spec, c.String("backup-timezone"))
-		if err != nil {
-			return fmt.Errorf("--prune-schedule: %w", err)
-		}
+	if pruneSched != nil {
 		window := c.Duration("prune-window")
 		wg.Go(func() {
-			schedule.Every(ctx, sched, "prune", log, func() {
+			schedule.Every(ctx, pruneSched, "prune", log, func() {
 				var out strings.Builder
 				if err := prune(ctx, a, log, time.Now, window, false, &out); err != nil {
 					if ctx.Err() == nil {
@@ -212,9 +221,7 @@ func runStream(c *cli.Context) error {
 			})
 		})
 	}
-	if err := scheduleDumps(ctx, c, conns["dump-source"], conns["drill-target"], &wg, reg, notify, log); err != nil {
-		return err
-	}
+	startDumps(ctx, &wg)
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
 }
