@@ -117,8 +117,12 @@ func NewSealer(recipients []age.Recipient, level Level, concurrency int) *Sealer
 	// age authenticates every 64 KiB of an encrypted object, so the zstd
 	// frame checksum (4% of the CPU) is only written to plain objects.
 	// The options are valid constants, so NewWriter cannot fail here.
+	// Every frame is one chunk, compressed on its own: a window beyond the
+	// chunk finds nothing, and the default one made the encoders' history
+	// buffers half the process's heap (issue 12).
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(len(recipients) == 0),
-		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true))
+		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true),
+		zstd.WithWindowSize(ChunkSize), zstd.WithLowerEncoderMem(true))
 	return &Sealer{recipients: recipients, enc: enc, concurrency: concurrency}
 }
 
@@ -286,7 +290,7 @@ func (w *Writer) submitFrame(f *frame) error {
 	w.sem <- struct{}{}
 	go func() {
 		defer close(f.done)
-		f.out = w.enc.EncodeAll(f.in, getBuf(&w.sealer.frames, maxFrame))
+		f.out = w.enc.EncodeAll(f.in, getBuf(&w.sealer.frames, len(f.in)/4))
 		<-w.sem
 	}()
 	w.pending = append(w.pending, f)
@@ -310,7 +314,7 @@ func (w *Writer) flushOldest() error {
 		}
 	}
 	// Write does not keep p (io.Writer's contract): the buffer is free.
-	if cap(f.out) == maxFrame {
+	if cap(f.out) <= maxFrame {
 		putBuf(&w.sealer.frames, f.out)
 	}
 	return w.err
