@@ -178,7 +178,11 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	wg.Go(func() { existing, existErr = a.Store.Stat(ctx, key) })
 	wg.Go(func() { other, otherErr = a.Store.Stat(ctx, otherKey) })
 	wg.Go(func() { info, infoErr = a.readClusterInfo(ctx) })
-	if size > 0 && size <= sealInMemoryMax {
+	// A file an earlier call pushed ahead (PushAhead) is most likely
+	// stored: hash it, compare with the stored copy, and seal only if
+	// that copy is not there after all.
+	pushedAhead := takePushedMark(path)
+	if size > 0 && size <= sealInMemoryMax && !pushedAhead {
 		// Map the file (already in the page cache: PostgreSQL just wrote
 		// it) and hash and seal it side by side, without copying it.
 		data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
@@ -276,7 +280,8 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	if sealed != nil {
 		err = store(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
 	} else {
-		// Too big to hold: stream it, sealing as the backend reads.
+		// Too big to hold (or pushed ahead, yet not found stored after
+		// all): stream it, sealing as the backend reads.
 		var obj *catalog.ObjectWriter
 		if obj, err = catalog.NewObjectWriter(ctx, store, key, a.Sealer, claims, meta); err == nil {
 			if _, err = io.Copy(obj, io.NewSectionReader(f, 0, size)); err != nil {

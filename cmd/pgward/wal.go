@@ -32,12 +32,22 @@ under the same name is an error and nothing is overwritten. The first segment
 pushed records the system identifier in <cluster>/cluster.json; segments from
 any other PostgreSQL system are refused.
 
+When more files wait in pg_wal/archive_status (a backlog after an outage),
+it stores up to --push-ahead of them too, --push-jobs at a time, and
+PostgreSQL's calls for them then return as soon as they find them stored.
+
 Needs a recipient (--recipient / PGWARD_RECIPIENT) or --no-encryption.`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "push-ahead", Value: defaultPushAhead, EnvVars: []string{"PGWARD_PUSH_AHEAD"},
+				Usage: "also store up to `N` more files waiting in archive_status (0: only the one asked for)"},
+			&cli.IntFlag{Name: "push-jobs", Value: defaultPushJobs, EnvVars: []string{"PGWARD_PUSH_JOBS"},
+				Usage: "store at most `N` files at once when pushing ahead"},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("wal-push takes one argument, the WAL file path (%%p), got %d", c.NArg())
 			}
-			a, _, err := archiveFor(c, true, false)
+			a, log, err := archiveFor(c, true, false)
 			if err != nil {
 				return err
 			}
@@ -53,11 +63,27 @@ Needs a recipient (--recipient / PGWARD_RECIPIENT) or --no-encryption.`,
 					return fmt.Errorf("check system identifier: %w", err)
 				}
 			}
-			_, err = a.Push(c.Context, path)
+			ahead, jobs := c.Int("push-ahead"), c.Int("push-jobs")
+			if ahead < 0 || ahead > 256 {
+				return fmt.Errorf("--push-ahead %d: want 0 to 256", ahead)
+			}
+			if jobs < 1 || jobs > 32 {
+				return fmt.Errorf("--push-jobs %d: want 1 to 32", jobs)
+			}
+			_, err = a.PushAhead(c.Context, path, archive.ReadyAfter(path, ahead), jobs, func(name string, err error) {
+				log.Warn("could not store ahead; PostgreSQL's own call will", "segment", name, "err", err)
+			})
 			return err
 		},
 	}
 }
+
+// Defaults for wal-push: a backlog is stored 3 files at a time (2 cores
+// compress, a third file's fsync overlaps), 16 files per call.
+const (
+	defaultPushAhead = 16
+	defaultPushJobs  = 3
+)
 
 // Defaults for wal-fetch.
 const defaultPrefetch = 8
