@@ -167,6 +167,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 		existing, other    storage.ObjectInfo
 		existErr, otherErr error
 		info               catalog.ClusterInfo
+		infoDoc            clusterDoc
 		infoErr            error
 		sealed             *bytes.Buffer
 		sealErr            error
@@ -177,7 +178,10 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	claims.Key = key
 	wg.Go(func() { existing, existErr = a.Store.Stat(ctx, key) })
 	wg.Go(func() { other, otherErr = a.Store.Stat(ctx, otherKey) })
-	wg.Go(func() { info, infoErr = a.readClusterInfo(ctx) })
+	wg.Go(func() {
+		infoDoc, infoErr = a.readClusterDoc(ctx)
+		info = infoDoc.info
+	})
 	// A file an earlier call pushed ahead (PushAhead) is most likely
 	// stored: hash it, compare with the stored copy, and seal only if
 	// that copy is not there after all.
@@ -271,6 +275,11 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 		}
 	case sysid != 0:
 		if err := info.Check(a.Layout.Cluster, sysid, info.WALSegmentSize); err != nil {
+			return 0, fmt.Errorf("push %s: %w", name, err)
+		}
+	}
+	if infoErr == nil && (isSegment || sysid != 0) {
+		if err := a.resignClusterInfo(ctx, infoDoc); err != nil {
 			return 0, fmt.Errorf("push %s: %w", name, err)
 		}
 	}
@@ -382,31 +391,68 @@ func (a *Archive) cachedClusterInfo(ctx context.Context) (catalog.ClusterInfo, e
 }
 
 func (a *Archive) readClusterInfo(ctx context.Context) (catalog.ClusterInfo, error) {
+	d, err := a.readClusterDoc(ctx)
+	return d.info, err
+}
+
+// clusterDoc is cluster.json as read: what it says, and who signed it.
+type clusterDoc struct {
+	info   catalog.ClusterInfo
+	doc    []byte // without its signature line
+	signer seal.PublicKey
+	signed bool
+}
+
+func (a *Archive) readClusterDoc(ctx context.Context) (clusterDoc, error) {
 	key := a.Layout.ClusterInfoKey()
 	rc, _, err := a.Store.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
-			return catalog.ClusterInfo{}, err
+			return clusterDoc{}, err
 		}
-		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
+		return clusterDoc{}, fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
 	data, err := seal.ReadAll(rc, 1<<20)
 	if err != nil {
-		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
+		return clusterDoc{}, fmt.Errorf("read %s: %w", key, err)
 	}
+	var d clusterDoc
+	d.signer, d.signed = seal.DocumentSigner(data)
 	// A host that only writes trusts no signer: it reads cluster.json to
 	// refuse WAL of another system, not to restore from it.
+	trust := &seal.Trust{}
 	if a.Opener != nil {
-		if data, err = a.Opener.Trust().VerifyDocument(data, key); err != nil {
-			return catalog.ClusterInfo{}, err
-		}
+		trust = a.Opener.Trust()
 	}
-	var info catalog.ClusterInfo
-	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&info); err != nil {
-		return catalog.ClusterInfo{}, fmt.Errorf("read %s: %w", key, err)
+	if d.doc, err = trust.VerifyDocument(data, key); err != nil {
+		return clusterDoc{}, err
 	}
-	return info, nil
+	if err := json.NewDecoder(bytes.NewReader(d.doc)).Decode(&d.info); err != nil {
+		return clusterDoc{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	return d, nil
+}
+
+// resignClusterInfo signs cluster.json anew with this writer's key when
+// another key (or none) signed it: after a rotation, readers that trust
+// only the new key must still read it. The caller has checked that it
+// describes the system this writer archives.
+func (a *Archive) resignClusterInfo(ctx context.Context, d clusterDoc) error {
+	key := a.Sealer.Signer()
+	if key == nil || (d.signed && d.signer == key.Public()) {
+		return nil
+	}
+	ckey := a.Layout.ClusterInfoKey()
+	b, err := key.SignDocument(d.doc, ckey)
+	if err != nil {
+		return err
+	}
+	if err := a.Store.Put(ctx, ckey, bytes.NewReader(b), int64(len(b)), nil); err != nil {
+		return fmt.Errorf("sign %s anew: %w", ckey, err)
+	}
+	a.logger().Info("cluster.json signed with this writer's key", "cluster", a.Layout.Cluster, "signer", key.Public().String())
+	return nil
 }
 
 // createClusterInfo writes cluster.json unless it exists; when another
@@ -440,7 +486,7 @@ func (a *Archive) createClusterInfo(ctx context.Context, info catalog.ClusterInf
 // EnsureCluster checks that the repository cluster belongs to the system
 // sysid, creating its cluster.json when nothing was stored yet.
 func (a *Archive) EnsureCluster(ctx context.Context, sysid uint64, pgVersion int, segSize uint32) error {
-	info, err := a.readClusterInfo(ctx)
+	d, err := a.readClusterDoc(ctx)
 	if errors.Is(err, storage.ErrNotExist) {
 		return a.createClusterInfo(ctx, catalog.ClusterInfo{
 			Format: catalog.ClusterInfoFormat, SystemIdentifier: sysid,
@@ -450,7 +496,10 @@ func (a *Archive) EnsureCluster(ctx context.Context, sysid uint64, pgVersion int
 	if err != nil {
 		return err
 	}
-	return info.Check(a.Layout.Cluster, sysid, segSize)
+	if err := d.info.Check(a.Layout.Cluster, sysid, segSize); err != nil {
+		return err
+	}
+	return a.resignClusterInfo(ctx, d)
 }
 
 // maxHistoryFile bounds a history file pgward stores or reads back.

@@ -125,3 +125,29 @@ func TestFetchChecksHistoryFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationSignsClusterInfoAnew: cluster.json is written once; after a
+// writer's key rotates, readers that trust only the new key must still
+// read it, so the first push with the new key signs it anew.
+func TestRotationSignsClusterInfoAnew(t *testing.T) {
+	oldKey, _ := signingKey(t)
+	newKey, newPub := signingKey(t)
+	store := memory.New()
+	a := newArchive(store, "main", newKeys(t))
+	a.Sealer = seal.NewSealer(nil, seal.LevelFastest, 0).SignWith(oldKey)
+	pushSegments(t, a, baseSeg, baseSeg)
+	a.Sealer = seal.NewSealer(nil, seal.LevelFastest, 0).SignWith(newKey)
+	pushSegments(t, a, baseSeg+1, baseSeg+1)
+
+	reader := newArchive(store, "main", newKeys(t))
+	reader.Opener = seal.NewOpener(nil).SetTrust(seal.Trust{Signers: []seal.PublicKey{newPub}})
+	if _, err := reader.ClusterInfo(t.Context()); err != nil {
+		t.Fatalf("cluster.json with only the new key trusted: %v", err)
+	}
+	if err := reader.Fetch(t.Context(), segName(baseSeg+1), filepath.Join(t.TempDir(), "x")); err != nil {
+		t.Errorf("fetch of the new key's segment: %v", err)
+	}
+	if err := reader.Fetch(t.Context(), segName(baseSeg), filepath.Join(t.TempDir(), "y")); err == nil || !strings.Contains(err.Error(), "not a --trusted-signer") {
+		t.Errorf("fetch of the old key's segment with only the new key trusted: %v", err)
+	}
+}

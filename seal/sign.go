@@ -419,25 +419,59 @@ func (k *SigningKey) SignDocument(doc []byte, key string) ([]byte, error) {
 // VerifyDocument checks a document read from key and returns it without
 // its signature line.
 func (t *Trust) VerifyDocument(data []byte, key string) ([]byte, error) {
+	doc, _, err := t.VerifyDocumentTrusted(data, key)
+	return doc, err
+}
+
+// VerifyDocumentTrusted is VerifyDocument that also reports whether the
+// document was signed by a trusted signer (not merely accepted unsigned,
+// or read with no signer trusted): what it says may then steer where a
+// restore writes.
+func (t *Trust) VerifyDocumentTrusted(data []byte, key string) (doc []byte, trusted bool, err error) {
+	doc, rec, signed := splitDocument(data)
+	if !signed {
+		if err := t.unsigned(key); err != nil {
+			return nil, false, fmt.Errorf("%s: %w", key, err)
+		}
+		return data, false, nil
+	}
+	if rec == nil {
+		return nil, false, fmt.Errorf("%s: %w: malformed signature line", key, ErrBadSignature)
+	}
+	if _, err := t.verifyRecord(rec, Expect{Key: key, Kind: KindDocument}, sha256Sum(doc), int64(len(doc))); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", key, err)
+	}
+	return doc, len(t.Signers) > 0, nil
+}
+
+// splitDocument splits a signed document into the document and its
+// record (nil when the signature line is malformed); signed is false when
+// it has no signature line.
+func splitDocument(data []byte) (doc, rec []byte, signed bool) {
 	body := bytes.TrimSuffix(data, []byte("\n"))
 	i := bytes.LastIndexByte(body, '\n')
 	last := body[i+1:]
 	if i < 0 || !bytes.HasPrefix(last, []byte(documentSignaturePrefix)) {
-		if err := t.unsigned(key); err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-		return data, nil
+		return data, nil, false
 	}
-	doc := data[:i+1]
 	enc, ok := bytes.CutSuffix(last[len(documentSignaturePrefix):], []byte(`"}`))
 	rec, err := base64.StdEncoding.DecodeString(string(enc))
 	if !ok || err != nil {
-		return nil, fmt.Errorf("%s: %w: malformed signature line", key, ErrBadSignature)
+		return data[:i+1], nil, true
 	}
-	if _, err := t.verifyRecord(rec, Expect{Key: key, Kind: KindDocument}, sha256Sum(doc), int64(len(doc))); err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+	return data[:i+1], rec, true
+}
+
+// DocumentSigner returns who signed a document, without checking the
+// signature: a writer uses it to see whether it must sign the document
+// anew (after a key rotation).
+func DocumentSigner(data []byte) (PublicKey, bool) {
+	_, rec, signed := splitDocument(data)
+	if !signed || rec == nil {
+		return PublicKey{}, false
 	}
-	return doc, nil
+	c, _, _, err := parseRecord(rec)
+	return c.Signer, err == nil
 }
 
 // DocumentSigned reports whether data ends in a signature line (whether
