@@ -19,6 +19,16 @@ type Listed struct {
 	Pinned bool `json:"pinned"`
 }
 
+// RefusedError is a backup List skipped: its backup.json could not be
+// read, or was refused (damaged, forged, or signed by a key not trusted).
+type RefusedError struct {
+	ID  string
+	Err error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
 // ErrNoBackup is returned (wrapped) for an id with no finished backup.
 var ErrNoBackup = errors.New("no such finished backup")
 
@@ -48,7 +58,7 @@ func List(ctx context.Context, store storage.Backend, layout catalog.Layout, tru
 	for _, id := range ids {
 		info, err := readInfo(ctx, store, layout, id, trust)
 		if err != nil {
-			skipped = append(skipped, err)
+			skipped = append(skipped, &RefusedError{ID: id, Err: err})
 			continue
 		}
 		backups = append(backups, Listed{BackupInfo: info, Pinned: pinned[id]})
@@ -88,8 +98,9 @@ func readInfo(ctx context.Context, store storage.Backend, layout catalog.Layout,
 	if err != nil {
 		return catalog.BackupInfo{}, fmt.Errorf("read backup %s: %w", id, err)
 	}
+	trusted := false
 	if trust != nil {
-		if data, err = trust.VerifyDocument(data, key); err != nil {
+		if data, trusted, err = trust.VerifyDocumentTrusted(data, key); err != nil {
 			return catalog.BackupInfo{}, fmt.Errorf("backup %s: %w", id, err)
 		}
 	}
@@ -97,6 +108,7 @@ func readInfo(ctx context.Context, store storage.Backend, layout catalog.Layout,
 	if err != nil {
 		return catalog.BackupInfo{}, fmt.Errorf("backup %s: %w", id, err)
 	}
+	info.Trusted = trusted
 	return info, nil
 }
 

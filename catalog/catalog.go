@@ -164,6 +164,10 @@ type BackupInfo struct {
 	Encrypted        bool            `json:"encrypted"`
 	Archives         []BackupArchive `json:"archives"`
 	Manifest         BackupPart      `json:"manifest"`
+	// Trusted says the backup.json was signed by a trusted signer (set
+	// when it is read, never stored): only then may its tablespace
+	// locations say where a restore writes.
+	Trusted bool `json:"-"`
 }
 
 // BackupArchive is one tar archive of a backup: the main data directory

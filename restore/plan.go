@@ -139,6 +139,9 @@ type WALEnd struct {
 // State is what the repository holds, for planning.
 type State struct {
 	Backups []catalog.BackupInfo // finished backups
+	// Refused are the backups whose backup.json was refused, by id: never
+	// restored from, and named when asked for.
+	Refused map[string]error
 	WAL     []WALEnd             // per timeline
 	// History of the newest timeline (from its history file); nil on
 	// timeline 1.
@@ -234,6 +237,9 @@ func MakePlan(st State, target Target, backupID string) (Plan, error) {
 		}
 	}
 	if chosen == nil {
+		if err := st.Refused[backupID]; backupID != "" && err != nil {
+			return Plan{}, fmt.Errorf("backup %q cannot be restored: %w", backupID, err)
+		}
 		if backupID != "" {
 			return Plan{}, fmt.Errorf("backup %q is not a finished backup on the path to timeline %d (see 'pgward backup list')", backupID, tli)
 		}
@@ -460,6 +466,15 @@ func PlanTablespaces(b catalog.BackupInfo, pgdata string, tsMap map[string]strin
 			if within(a.Dir, o.Dir) || within(o.Dir, a.Dir) {
 				return nil, fmt.Errorf("tablespaces %s (%s) and %s (%s) overlap: give each its own directory with --tablespace-map OID=DIR", a.OID, a.Dir, o.OID, o.Dir)
 			}
+		}
+	}
+	// Where a restore writes, as root, must come from a writer it trusts:
+	// an unsigned backup.json (or one read with no trusted signer) could
+	// name /root/.ssh as a tablespace.
+	for _, ts := range out {
+		if !ts.Mapped && !b.Trusted {
+			return nil, fmt.Errorf("backup %s: its backup.json is not signed by a --trusted-signer, so its location for tablespace %s (%s) is not trusted: "+
+				"give --tablespace-map %s=DIR", b.ID, ts.OID, strconv.Quote(ts.Dir), ts.OID)
 		}
 	}
 	return out, nil

@@ -139,6 +139,15 @@ func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
 	if len(skipped) > 0 && len(backups) == 0 {
 		return st, skipped[0]
 	}
+	for _, err := range skipped {
+		var r *basebackup.RefusedError
+		if errors.As(err, &r) {
+			if st.Refused == nil {
+				st.Refused = map[string]error{}
+			}
+			st.Refused[r.ID] = r.Err
+		}
+	}
 	for _, b := range backups {
 		st.Backups = append(st.Backups, b.BackupInfo)
 	}

@@ -53,7 +53,7 @@ func TestParseTablespaceMap(t *testing.T) {
 }
 
 func withTablespaces(locations ...string) catalog.BackupInfo {
-	b := catalog.BackupInfo{ID: "B"}
+	b := catalog.BackupInfo{ID: "B", Trusted: true}
 	for i, loc := range locations {
 		b.Archives = append(b.Archives, catalog.BackupArchive{Name: []string{"16390.tar", "16391.tar", "16392.tar"}[i], Tablespace: loc})
 	}
@@ -108,6 +108,10 @@ func TestPlanTablespaces(t *testing.T) {
 			`archive "../x.tar" is neither base.tar nor OID.tar`},
 		{"a tablespace twice", catalog.BackupInfo{ID: "B", Archives: []catalog.BackupArchive{{Name: "base.tar"}, {Name: "1.tar", Tablespace: "/srv/a"}, {Name: "1.tar", Tablespace: "/srv/b"}}}, nil, nil,
 			"lists tablespace 1 twice"},
+		{"an unsigned backup.json's location", func() catalog.BackupInfo { b := withTablespaces("/srv/ts"); b.Trusted = false; return b }(), nil, nil,
+			`backup B: its backup.json is not signed by a --trusted-signer, so its location for tablespace 16390 ("/srv/ts") is not trusted: give --tablespace-map 16390=DIR`},
+		{"an unsigned backup.json, mapped", func() catalog.BackupInfo { b := withTablespaces("/root/.ssh"); b.Trusted = false; return b }(), map[string]string{"16390": "/srv/ts"},
+			[]restore.Tablespace{{OID: "16390", Dir: "/srv/ts", Recorded: "/root/.ssh", Mapped: true}}, ""},
 		{"no base.tar", catalog.BackupInfo{ID: "B", Archives: []catalog.BackupArchive{{Name: "16390.tar", Tablespace: "/srv/a"}}}, nil, nil, "has 0 base.tar archives"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -424,7 +424,7 @@ func settingsFrom(c *cli.Context) settings {
 		NoEncryption: c.Bool(flagNoEncryption),
 		S3Endpoint:   c.String(flagS3Endpoint), S3Region: c.String(flagS3Region),
 		S3Insecure: c.Bool(flagS3Insecure), S3PathStyle: c.Bool(flagS3PathStyle),
-		LogLevel:       c.String(flagLogLevel), errWriter: c.App.ErrWriter,
+		LogLevel: c.String(flagLogLevel), errWriter: c.App.ErrWriter,
 		SigningKeyFile: c.String(flagSigningKeyFile), TrustedSigner: c.String(flagTrustedSigner),
 		AllowUnsigned: c.Bool(flagAllowUnsigned),
 	}

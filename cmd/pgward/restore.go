@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,6 +170,11 @@ func runRestore(c *cli.Context) error {
 	st, err := restore.LoadState(c.Context, a)
 	if err != nil {
 		return err
+	}
+	// A refused backup is never chosen; say so, or a forged or damaged
+	// newest backup would quietly make the restore start from an older one.
+	for _, id := range slices.Sorted(maps.Keys(st.Refused)) {
+		log.Warn("backup refused, not restored from", "backup_id", id, "err", st.Refused[id])
 	}
 	plan, err := restore.MakePlan(st, target, c.String("backup"))
 	if err != nil {
