@@ -56,7 +56,7 @@ type archiveReader struct {
 	intSize int
 	offSize int
 	version [3]byte
-	buf     []byte
+	buf     bytes.Buffer
 }
 
 var errArchiveFormat = errors.New("not a pg_dump custom-format archive")
@@ -290,12 +290,14 @@ func (a *archiveReader) str() (string, bool, error) {
 	if n > 1<<30 {
 		return "", false, fmt.Errorf("implausible string length %d", n)
 	}
-	if int64(cap(a.buf)) < n {
-		a.buf = make([]byte, n)
-	}
-	a.buf = a.buf[:n]
-	if _, err := io.ReadFull(a.r, a.buf); err != nil {
+	// The buffer grows with the bytes that arrive, not with the length
+	// claimed: a damaged length must not allocate a gigabyte.
+	a.buf.Reset()
+	if m, err := io.CopyN(&a.buf, a.r, n); err != nil {
+		if err == io.EOF && m > 0 {
+			err = io.ErrUnexpectedEOF
+		}
 		return "", false, err
 	}
-	return string(a.buf), false, nil
+	return a.buf.String(), false, nil
 }
