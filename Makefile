@@ -44,10 +44,29 @@ bench:
 	scripts/install-deps.sh bench
 	$(GO) test -tags 'e2e bench' -count=1 -timeout 60m -run '^TestBench' -v ./e2e/ | grep -v -E '^(=== RUN|--- PASS|PASS$$|ok )'
 
+# Every fuzz target, each for FUZZTIME (FUZZFLAGS=-parallel=1 on a busy
+# machine). Inputs that fail land in the package's testdata/fuzz. Each new
+# interesting input is minimized for FUZZMINIMIZETIME, not Go's 60s: with
+# large seeds (a pg_dump archive, a tar) that would stall the search.
+FUZZTIME         ?= 30s
+FUZZMINIMIZETIME ?= 5s
+FUZZFLAGS        ?=
+FUZZ              = $(GO) test -run='^$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) $(FUZZFLAGS)
+
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzOpen -fuzztime=30s ./seal
-	$(GO) test -run='^$$' -fuzz=FuzzParseFileName -fuzztime=30s ./wal
-	$(GO) test -run='^$$' -fuzz=FuzzParseHistory -fuzztime=30s ./wal
+	$(FUZZ) -fuzz='^FuzzOpen$$' ./seal
+	$(FUZZ) -fuzz='^FuzzOpenBytes$$' ./seal
+	$(FUZZ) -fuzz='^FuzzParseFileName$$' ./wal
+	$(FUZZ) -fuzz='^FuzzParseLSN$$' ./wal
+	$(FUZZ) -fuzz='^FuzzParseSegmentHeader$$' ./wal
+	$(FUZZ) -fuzz='^FuzzParseHistory$$' ./wal
+	$(FUZZ) -fuzz='^FuzzClusterInfo$$' ./catalog
+	$(FUZZ) -fuzz='^FuzzBackupInfo$$' ./catalog
+	$(FUZZ) -fuzz='^FuzzReadInfo$$' ./basebackup
+	$(FUZZ) -fuzz='^FuzzDispatch$$' ./basebackup
+	$(FUZZ) -fuzz='^FuzzDumpInfo$$' ./dump
+	$(FUZZ) -fuzz='^FuzzReadArchiveStats$$' ./dump
+	$(FUZZ) -fuzz='^FuzzExtract$$' ./restore
 
 clean:
 	rm -rf bin

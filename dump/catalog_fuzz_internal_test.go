@@ -1,0 +1,92 @@
+package dump
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/storage/memory"
+)
+
+// dumpJSON is a dump.json as pgward writes it (docs/format.md).
+const dumpJSON = `{
+  "format": 1, "id": "20261122T000012Z", "kind": "database", "database": "shop", "owner": "shop_owner",
+  "start_time": "2026-11-22T00:00:12.3Z", "end_time": "2026-11-22T00:01:40.1Z",
+  "object": "dump.pgdump.zst.age", "data_bytes": 1093124171, "stored_bytes": 214337107,
+  "checksum": "00112233445566778899aabbccddeeff", "pg_dump_version": "15.18", "server_version": "15.18 (Debian 15.18-0+deb12u1)",
+  "tables": 4, "rows": 6500055, "row_estimate": 6500000, "tables_object": "tables.json.zst.age",
+  "recipients": ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"], "attempts": 1, "replay_paused": true
+}
+`
+
+// FuzzDumpInfo reads dump.json from where a listing finds it (dir and id
+// are the key's two segments). Whatever read accepts describes the dump
+// it sits in, names objects inside that dump's prefix, and writes back
+// to what reads the same.
+func FuzzDumpInfo(f *testing.F) {
+	for _, s := range []struct{ dir, id, json string }{
+		{"shop", "20261122T000012Z", dumpJSON},
+		{catalog.GlobalsDumpDir, "20261122T000012Z", `{"format":1,"id":"20261122T000012Z","kind":"globals","object":"globals.sql.zst"}`},
+		{"a%2Fb", "1", `{"format":1,"id":"1","kind":"database","database":"a/b","object":"dump.pgdump.zst"}`},
+		{"shop", "1", `{"format":1,"id":"1","kind":"database","database":"shop","object":"../x"}`},
+		{"shop", "1", `{"format":1,"id":"1","kind":"database","database":"shop","object":"x","tables_object":"a\\b"}`},
+		{"..", "..", `{"format":1,"id":"..","kind":"database","database":"..","object":"x"}`},
+		{"shop", "1", `{"format":2}`},
+		{"shop", "1", ``},
+	} {
+		f.Add(s.dir, s.id, []byte(s.json))
+	}
+	f.Fuzz(func(t *testing.T, dir, id string, b []byte) {
+		// List splits keys at '/': each of dir and id is one segment.
+		if dir == "" || id == "" || strings.Contains(dir, "/") || strings.Contains(id, "/") {
+			return
+		}
+		ctx := context.Background()
+		c := &Catalog{Store: memory.New(), Layout: catalog.Layout{Cluster: "main"}}
+		key := c.Layout.DumpInfoKey(dir, id)
+		if err := c.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), nil); err != nil {
+			return // a key no backend stores ("..")
+		}
+		info, err := c.read(ctx, key)
+		if err != nil {
+			if info != nil || !strings.Contains(err.Error(), key) {
+				t.Fatalf("read(%q) of %q = %+v, %v: want no info and an error naming the key", key, b, info, err)
+			}
+			return
+		}
+		if info.Format != InfoFormat || info.ID != id || info.Dir() != dir || (info.Kind != KindDatabase && info.Kind != KindGlobals) {
+			t.Fatalf("read(%q) of %q accepted %+v", key, b, info)
+		}
+		prefix := c.Layout.DumpPrefix(dir, id)
+		objects := []string{info.Object}
+		if info.TablesObject != "" {
+			objects = append(objects, info.TablesObject)
+		}
+		for _, obj := range objects {
+			if strings.ContainsAny(obj, "/\\") || obj == "." || obj == ".." || obj == "" {
+				t.Fatalf("read(%q) of %q accepted object %q: key %q leaves %q", key, b, obj, prefix+obj, prefix)
+			}
+		}
+		out, err := marshalInfo(info)
+		if err != nil {
+			t.Fatalf("read(%q) of %q = %+v, which does not encode: %v", key, b, info, err)
+		}
+		if err := c.Store.Put(ctx, key, bytes.NewReader(out), int64(len(out)), nil); err != nil {
+			t.Fatal(err)
+		}
+		again, err := c.read(ctx, key)
+		if err != nil {
+			t.Fatalf("dump.json %q rewritten as %q does not read: %v", b, out, err)
+		}
+		if out2, err := marshalInfo(again); err != nil || !bytes.Equal(out, out2) {
+			t.Fatalf("dump.json %q: written as %q, then as %q (%v)", b, out, out2, err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(out, &v); err != nil {
+			t.Fatalf("dump.json written as %q is not JSON: %v", out, err)
+		}
+	})
+}
