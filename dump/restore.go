@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +30,9 @@ type RestoreConfig struct {
 	NoOwner  bool
 	Tools    Tools
 	Progress func(done, total int64) // stored bytes read
+	// SpoolDir holds the sealed dump while it is verified and restored
+	// ("": the system's temporary directory).
+	SpoolDir string
 }
 
 // Restore creates the target database (or checks that an existing one
@@ -47,11 +51,21 @@ func Restore(ctx context.Context, cfg RestoreConfig) error {
 	if dbname == "" {
 		return errors.New("--into names no database: add dbname=NAME (the database to create and restore into)")
 	}
+	// pg_restore runs the dump's SQL as it reads it, and a transaction
+	// rolls back only the database: a forged dump could COPY ... TO
+	// PROGRAM before its end told it apart. So the whole object is
+	// downloaded (still sealed) and verified first, and pg_restore reads
+	// that same local copy.
+	spool, err := spoolVerified(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer spool.Close()
 	created, major, err := prepareTarget(ctx, target, dbname, cfg.Force)
 	if err != nil {
 		return err
 	}
-	err = pgRestore(ctx, cfg, target, major)
+	err = pgRestore(ctx, cfg, spool, target, major)
 	if err != nil && created {
 		if derr := dropDatabase(context.WithoutCancel(ctx), target, dbname); derr != nil {
 			cfg.Logger.Warn("could not drop the database created for the failed restore", "database", dbname, "err", derr)
@@ -108,23 +122,64 @@ func dropDatabase(ctx context.Context, target conninfo.Params, dbname string) er
 	return err
 }
 
-// pgRestore streams the dump, unsealed and checked, into pg_restore.
-func pgRestore(ctx context.Context, cfg RestoreConfig, target conninfo.Params, major int) error {
+// spoolVerified downloads the sealed dump into an unnamed temporary file
+// (in cfg.SpoolDir; it holds only the sealed bytes and vanishes with the
+// process) and verifies all of it: signature, size and checksum. It
+// returns the file at its start.
+func spoolVerified(ctx context.Context, cfg RestoreConfig) (*os.File, error) {
+	key := cfg.key()
+	rc, _, err := cfg.Store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(cfg.SpoolDir, "pgward-dump-")
+	if err != nil {
+		return nil, fmt.Errorf("spool the dump: %w", err)
+	}
+	os.Remove(f.Name()) // the open file stays; nothing is left behind
+	var src io.Reader = io.TeeReader(rc, f)
+	if cfg.Progress != nil {
+		src = &progressReader{r: src, total: cfg.Dump.StoredBytes, fn: cfg.Progress}
+	}
+	err = cfg.verifyFrom(src)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("restore dump %s of %s: %w", cfg.Dump.ID, cfg.Dump.Name(), err)
+	}
+	return f, nil
+}
+
+func (cfg RestoreConfig) key() string {
+	return cfg.Layout.DumpPrefix(cfg.Dump.Dir(), cfg.Dump.ID) + cfg.Dump.Object
+}
+
+func (cfg RestoreConfig) open(sealed io.Reader) (*seal.Reader, error) {
+	return cfg.Opener.NewReader(sealed, seal.Expect{Key: cfg.key(), Kind: seal.KindDump, Size: cfg.Dump.DataBytes, Checksum: cfg.Dump.Checksum})
+}
+
+// verifyFrom reads a whole sealed dump through every check.
+func (cfg RestoreConfig) verifyFrom(sealed io.Reader) error {
+	r, err := cfg.open(sealed)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = io.Copy(io.Discard, r)
+	return err
+}
+
+// pgRestore streams the spooled dump, unsealed and checked again, into
+// pg_restore.
+func pgRestore(ctx context.Context, cfg RestoreConfig, spool io.Reader, target conninfo.Params, major int) error {
 	program, err := cfg.Tools.Find("pg_restore", major)
 	if err != nil {
 		return err
 	}
-	key := cfg.Layout.DumpPrefix(cfg.Dump.Dir(), cfg.Dump.ID) + cfg.Dump.Object
-	rc, _, err := cfg.Store.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
-	}
-	defer rc.Close()
-	var src io.Reader = rc
-	if cfg.Progress != nil {
-		src = &progressReader{r: rc, total: cfg.Dump.StoredBytes, fn: cfg.Progress}
-	}
-	plain, err := cfg.Opener.NewReader(src, seal.Expect{Key: key, Kind: seal.KindDump, Size: cfg.Dump.DataBytes, Checksum: cfg.Dump.Checksum})
+	plain, err := cfg.open(spool)
 	if err != nil {
 		return fmt.Errorf("open dump %s of %s: %w", cfg.Dump.ID, cfg.Dump.Name(), err)
 	}

@@ -146,6 +146,7 @@ func TestDumpPerCustomerKeys(t *testing.T) {
 	// Restores into new databases reproduce every table's rows exactly.
 	allIDs := filepath.Join(base, "all.key")
 	writeConfig(t, base, "all.key", readFile(t, idShop)+readFile(t, idCRM)+readFile(t, idBlog)+readFile(t, idOps))
+	os.Chmod(allIDs, 0o600) // a key readable by every user is refused
 	primarySrc := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
 	for _, db := range []string{"shop", "crm", "blog_eu"} {
 		must(t, base, env, pgward, "--identity-file", ids[db], "dump", "restore", "--database", db, "--into", primarySrc+" dbname="+db+"_restored")

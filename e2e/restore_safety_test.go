@@ -91,7 +91,7 @@ func mkdirOwned(t *testing.T, dir string) {
 // oversized names, credentials, and two real recoveries: to that restore
 // point, and into a --pgdata with a space and a quote.
 func TestRestoreSafety(t *testing.T) {
-	arch := newArchiving(t)
+	arch := newSignedArchiving(t) // tablespace locations are trusted only when signed
 	base, identity, recipient, repo, primary := arch.base, arch.identity, arch.recipient, arch.repo, arch.primary
 	tsPrimary := filepath.Join(base, "ts-primary")
 	mkdirOwned(t, tsPrimary)
@@ -101,7 +101,7 @@ func TestRestoreSafety(t *testing.T) {
 	primary.psql("INSERT INTO tt SELECT generate_series(1, 50)")
 	oid := primary.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'")
 	stopSwitching := primary.keepSwitching()
-	must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", arch.source, "--checkpoint", "fast", "--wal-timeout", "2m")
+	must(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "--signing-key-file", arch.signingKey, "backup", "--source", arch.source, "--checkpoint", "fast", "--wal-timeout", "2m")
 	stopSwitching()
 	primary.psql("INSERT INTO t SELECT generate_series(1, 100)")
 	const pointName = `it's a \ point`
@@ -110,7 +110,7 @@ func TestRestoreSafety(t *testing.T) {
 	primary.switchAndWaitArchived(time.Minute)
 
 	restoreArgs := func(args ...string) []string {
-		return append([]string{"--repo", repo, "--identity-file", identity, "restore"}, args...)
+		return append([]string{"--repo", repo, "--identity-file", identity, "--trusted-signer", arch.signer, "restore"}, args...)
 	}
 	tsMap := func(dir string) string { return oid + "=" + dir }
 
@@ -198,8 +198,13 @@ func TestRestoreSafety(t *testing.T) {
 
 	t.Run("tablespace locations in the plan", func(t *testing.T) {
 		dry, tsDry := filepath.Join(base, "dry"), filepath.Join(base, "ts-dry")
+		// Without a trusted signer, the recorded location is not trusted.
+		r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", dry, "--latest", "--dry-run")
+		if want := fmt.Sprintf("its backup.json is not signed by a --trusted-signer, so its location for tablespace %s (%q) is not trusted: give --tablespace-map %s=DIR\n", oid, tsPrimary, oid); r.code != 1 || !strings.HasSuffix(r.stderr, want) {
+			t.Errorf("an untrusted backup.json's location: exit %d, stderr:\n%s\nwant exit 1 ending in %q", r.code, r.stderr, want)
+		}
 		// The recorded location is the primary's live tablespace.
-		r := run(t, base, nil, pgward, restoreArgs("--pgdata", dry, "--latest", "--dry-run")...)
+		r = run(t, base, nil, pgward, restoreArgs("--pgdata", dry, "--latest", "--dry-run")...)
 		refusedWith(t, "the recorded (live) location", r, fmt.Sprintf(
 			"tablespace %s: %s is not empty (--force never applies to tablespaces: on the source's host it is live); restore it elsewhere with --tablespace-map %s=DIR", oid, tsPrimary, oid))
 		if want := fmt.Sprintf("plan: tablespace %s into %s (its recorded location)\n", oid, tsPrimary); !strings.Contains(r.stdout, want) {
@@ -257,7 +262,7 @@ func TestRestoreSafety(t *testing.T) {
 		if got := c.psql("SELECT count(*) FROM tt"); got != "50" {
 			t.Errorf("tablespace rows: %s, want 50", got)
 		}
-		checkRestoreConfig(t, dir, repo, identity)
+		checkRestoreConfig(t, dir, repo, identity, arch.signer)
 
 		// --force replaces this data directory, once stopped, and only
 		// it: the tablespace it linked to stays.
@@ -310,7 +315,7 @@ func TestRestoreSafety(t *testing.T) {
 		if got := c.psql("SHOW restore_command"); got != want {
 			t.Errorf("restore_command = %s, want %s", got, want)
 		}
-		checkRestoreConfig(t, dir, repo, identity)
+		checkRestoreConfig(t, dir, repo, identity, arch.signer)
 	})
 }
 
@@ -325,10 +330,10 @@ func mustRead(t *testing.T, path string) string {
 
 // checkRestoreConfig checks that pgward-restore.yaml names the repository
 // and the identity's path and holds nothing else.
-func checkRestoreConfig(t *testing.T, dir, repo, identity string) {
+func checkRestoreConfig(t *testing.T, dir, repo, identity, signer string) {
 	t.Helper()
 	got := mustRead(t, filepath.Join(dir, "pgward-restore.yaml"))
-	want := fmt.Sprintf("# written by pgward restore for restore_command\nrepo: %s\ncluster: main\nidentity-file: %s\n", repo, identity)
+	want := fmt.Sprintf("# written by pgward restore for restore_command\nrepo: %s\ncluster: main\nidentity-file: %s\ntrusted-signer: %s\n", repo, identity, signer)
 	if got != want {
 		t.Errorf("pgward-restore.yaml:\n%s\nwant:\n%s", got, want)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/urfave/cli/v2"
@@ -414,7 +415,8 @@ type settings struct {
 	LogLevel                               string
 	SigningKeyFile, TrustedSigner          string
 	AllowUnsigned                          bool
-	errWriter                              io.Writer // where warnings go
+	errWriter                              io.Writer  // where warnings go
+	warnOnce                               *sync.Once // the no-trusted-signer warning, once per run
 }
 
 func settingsFrom(c *cli.Context) settings {
@@ -424,7 +426,7 @@ func settingsFrom(c *cli.Context) settings {
 		NoEncryption: c.Bool(flagNoEncryption),
 		S3Endpoint:   c.String(flagS3Endpoint), S3Region: c.String(flagS3Region),
 		S3Insecure: c.Bool(flagS3Insecure), S3PathStyle: c.Bool(flagS3PathStyle),
-		LogLevel: c.String(flagLogLevel), errWriter: c.App.ErrWriter,
+		LogLevel: c.String(flagLogLevel), errWriter: c.App.ErrWriter, warnOnce: runOnce(c.App),
 		SigningKeyFile: c.String(flagSigningKeyFile), TrustedSigner: c.String(flagTrustedSigner),
 		AllowUnsigned: c.Bool(flagAllowUnsigned),
 	}
@@ -619,4 +621,18 @@ func archiveFor(c *cli.Context, write, read bool) (*archive.Archive, *slog.Logge
 		return nil, nil, err
 	}
 	return a, log, nil
+}
+
+// runOnce is one sync.Once per run of the app, for warnings that every
+// settingsFrom would otherwise repeat.
+func runOnce(app *cli.App) *sync.Once {
+	if app.Metadata == nil {
+		app.Metadata = map[string]any{}
+	}
+	o, ok := app.Metadata["warn-once"].(*sync.Once)
+	if !ok {
+		o = new(sync.Once)
+		app.Metadata["warn-once"] = o
+	}
+	return o
 }

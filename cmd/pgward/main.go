@@ -199,7 +199,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			dumpCommand(),
 			keysCommand(),
 		},
-		OnUsageError:   flagUsageError, // a bad global value says what form it wants
+		OnUsageError:   flagUsageError,               // a bad global value says what form it wants
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
 	}
 }

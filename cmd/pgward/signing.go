@@ -54,8 +54,14 @@ func (s settings) trust() (seal.Trust, error) {
 	case len(signers) == 0 && s.AllowUnsigned:
 		return seal.Trust{}, errors.New("--allow-unsigned goes with --trusted-signer: without a trusted signer nothing is checked")
 	case len(signers) == 0:
-		log.Warn("no --trusted-signer: objects are read without checking who wrote them; " +
-			"give the writers' public keys (pgwsig1…, from 'pgward keys generate --signing')")
+		once := s.warnOnce
+		if once == nil {
+			once = new(sync.Once)
+		}
+		once.Do(func() {
+			log.Warn("no --trusted-signer: objects are read without checking who wrote them; " +
+				"give the writers' public keys (pgwsig1…, from 'pgward keys generate --signing')")
+		})
 	}
 	var once sync.Once
 	return seal.Trust{Signers: signers, AllowUnsigned: s.AllowUnsigned, OnUnsigned: func(key string) {
