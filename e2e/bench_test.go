@@ -78,6 +78,13 @@ func TestBench(t *testing.T) {
 	add("wal-fetch, signed, no pref.", "file", fetchEach(t, base, segs, append(signedFetch, "wal-fetch", "--prefetch", "0")), "")
 	add("wal-fetch, signed, pref. 8", "file", fetchEach(t, base, segs, append(signedFetch, "wal-fetch", "--prefetch", "8")), "")
 
+	// A backlog of .ready files after an outage: the archiver calls one
+	// file after another, as PostgreSQL does.
+	backlogRepo := "file://" + repoDir(t, mkOwnedDir(t, filepath.Join(base, "backlog-pgward")))
+	add("wal-push, backlog", "file", pushBacklog(t, filepath.Join(base, "backlog-pgward"), segs, nil, pgward, func(p string) []string {
+		return []string{"--repo", backlogRepo, "--recipient", recipient, "--signing-key-file", signingKey, "wal-push", p}
+	}), "64 .ready at once")
+
 	// pgward into MinIO.
 	srv := miniotest.Start(t)
 	bucket := srv.Bucket(t)
@@ -90,17 +97,25 @@ func TestBench(t *testing.T) {
 
 	// pgBackRest on the same segments, same machine, file repository, zstd
 	// level 1 and encryption like pgward.
-	var pgbrPush, pgbrGet rate
+	var pgbrPush, pgbrGet, pgbrBacklog rate
 	pgbr, err := exec.LookPath("pgbackrest")
 	if err == nil {
 		conf := pgbackrestConf(t, base, pg)
 		must(t, base, nil, pgbr, "--config="+conf, "--stanza=bench", "stanza-create")
+		// The backlog goes to a repository of its own: pushing WAL it
+		// already holds would only compare checksums.
+		backlogConf := pgbackrestConf(t, mkOwnedDir(t, filepath.Join(base, "backlog-pgbr-repo")), pg)
+		must(t, base, nil, pgbr, "--config="+backlogConf, "--stanza=bench", "stanza-create")
 		pg.stop("fast")
 		pgbrPush = timeEachCmd(t, segs, nil, pgbr, func(s string) []string {
 			return []string{"--config=" + conf, "--stanza=bench", "archive-push", s}
 		})
 		pgbrGet = fetchEachCmd(t, base, segs, nil, pgbr, []string{"--config=" + conf, "--stanza=bench", "archive-get"})
 		add("pgBackRest archive-push", "file", pgbrPush, "zst-1, aes-256-cbc")
+		pgbrBacklog = pushBacklog(t, filepath.Join(base, "backlog-pgbr"), segs, nil, pgbr, func(p string) []string {
+			return []string{"--config=" + backlogConf, "--stanza=bench", "--archive-async", "--process-max=2", "archive-push", p}
+		})
+		add("pgBackRest archive-push, backlog", "file", pgbrBacklog, "async, process-max 2")
 		add("pgBackRest archive-get", "file", pgbrGet, "")
 	} else {
 		t.Log("pgbackrest not installed: no comparison (apt-get install pgbackrest)")
@@ -112,6 +127,8 @@ func TestBench(t *testing.T) {
 	for _, r := range rows {
 		ratio := ""
 		switch {
+		case strings.HasPrefix(r.path, "wal-push, backlog") && pgbrBacklog.elapsed > 0:
+			ratio = fmt.Sprintf("%.2fx", r.rate/pgbrBacklog.perSecond(len(segs)))
 		case strings.HasPrefix(r.path, "wal-push") && pgbrPush.elapsed > 0:
 			ratio = fmt.Sprintf("%.2fx", r.rate/pgbrPush.perSecond(len(segs)))
 		case strings.HasPrefix(r.path, "wal-fetch") && pgbrGet.elapsed > 0:
@@ -299,4 +316,42 @@ func benchScale() int {
 		return v
 	}
 	return 70
+}
+
+// mkOwnedDir creates dir for the postgres user and returns it.
+func mkOwnedDir(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	own(t, dir)
+	return dir
+}
+
+// pushBacklog lays the segments out in dir/pg_wal with a .ready file each,
+// as a server leaves them after an archive outage, then archives them the
+// way PostgreSQL's archiver does: one command per file, oldest first,
+// marking each .done when it succeeds.
+func pushBacklog(t *testing.T, dir string, segs []string, env []string, bin string, args func(path string) []string) rate {
+	t.Helper()
+	walDir := mkOwnedDir(t, filepath.Join(dir, "pg_wal"))
+	status := mkOwnedDir(t, filepath.Join(walDir, "archive_status"))
+	for _, s := range segs {
+		name := filepath.Base(s)
+		if err := os.Link(s, filepath.Join(walDir, name)); err != nil {
+			t.Fatal(err)
+		}
+		writeConfig(t, status, name+".ready", "")
+	}
+	var r rate
+	start := time.Now()
+	for _, s := range segs {
+		name := filepath.Base(s)
+		r.maxRSS = max(r.maxRSS, runTimed(t, env, bin, args(filepath.Join(walDir, name))...))
+		if err := os.Rename(filepath.Join(status, name+".ready"), filepath.Join(status, name+".done")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.elapsed = time.Since(start)
+	return r
 }
