@@ -1,11 +1,13 @@
 # pgward: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL     := /bin/bash
 GO        ?= go
+BENCH     ?= ^TestBench
 CACHE     ?= $(HOME)/.cache/pgward
 VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export PGWARD_MINIO_BIN := $(CACHE)/bin/minio
 export PGWARD_CACHE     := $(CACHE)
 
-.PHONY: build deps demo test unit e2e bench fuzz lint clean
+.PHONY: build deps demo test unit e2e bench bench-quick fuzz lint clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/pgward ./cmd/pgward
@@ -42,7 +44,12 @@ e2e:
 # segment as PostgreSQL calls it, into a file repository and into MinIO.
 bench:
 	scripts/install-deps.sh bench
-	$(GO) test -tags 'e2e bench' -count=1 -timeout 60m -run '^TestBench' -v ./e2e/ | grep -v -E '^(=== RUN|--- PASS|PASS$$|ok )'
+	set -o pipefail; $(GO) test -tags 'e2e bench' -count=1 -timeout 90m -run '$(BENCH)' -v ./e2e/ | grep -v -E '^(=== RUN|--- PASS|PASS$$|ok )'
+
+# The same tables on small data (0.3 GiB cluster, 16 segments), for
+# iteration; the ratios at full size are make bench's.
+bench-quick:
+	PGWARD_BENCH_SCALE=20 PGWARD_BENCH_EXTRA_SCALE=0 PGWARD_BENCH_SEGMENTS=16 $(MAKE) --no-print-directory bench BENCH='$(BENCH)'
 
 # Every fuzz target, each for FUZZTIME (FUZZFLAGS=-parallel=1 on a busy
 # machine). Inputs that fail land in the package's testdata/fuzz. Each new
