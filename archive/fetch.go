@@ -3,7 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
-		"errors"
+	"errors"
 	"fmt"
 	"io"
 	"os"

@@ -142,7 +142,7 @@ type State struct {
 	// Refused are the backups whose backup.json was refused, by id: never
 	// restored from, and named when asked for.
 	Refused map[string]error
-	WAL     []WALEnd             // per timeline
+	WAL     []WALEnd // per timeline
 	// History of the newest timeline (from its history file); nil on
 	// timeline 1.
 	History []wal.HistoryEntry
