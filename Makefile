@@ -63,6 +63,7 @@ FUZZ              = $(GO) test -run='^$$' -fuzztime=$(FUZZTIME) -fuzzminimizetim
 fuzz:
 	$(FUZZ) -fuzz='^FuzzOpen$$' ./seal
 	$(FUZZ) -fuzz='^FuzzOpenBytes$$' ./seal
+	$(FUZZ) -fuzz='^FuzzVerifyRecord$$' ./seal
 	$(FUZZ) -fuzz='^FuzzParseFileName$$' ./wal
 	$(FUZZ) -fuzz='^FuzzParseLSN$$' ./wal
 	$(FUZZ) -fuzz='^FuzzParseSegmentHeader$$' ./wal
