@@ -254,24 +254,8 @@ func runTimed(t *testing.T, env []string, bin string, args ...string) int64 {
 // runTimedOutput is runTimed that also returns the command's output.
 func runTimedOutput(t *testing.T, env []string, bin string, args ...string) (int64, string) {
 	t.Helper()
-	rss, err := os.CreateTemp("", "pgward-rss-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rss.Close()
-	defer os.Remove(rss.Name())
-	own(t, rss.Name())
-	cmd := command(t.Context(), filepath.Dir(pgward), env, "/usr/bin/time", append([]string{"-f", "%M", "-o", rss.Name(), bin}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
-	}
-	b, _ := os.ReadFile(rss.Name())
-	kb, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		t.Fatalf("/usr/bin/time output %q: %v", b, err)
-	}
-	return kb, string(out)
+	m := runMeasured(t, env, bin, args...)
+	return m.rssKB, m.out
 }
 
 func dirBytes(t *testing.T, dir string) int64 {

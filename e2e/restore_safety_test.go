@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,51 +13,6 @@ import (
 
 	"github.com/pgward/pgward/internal/miniotest"
 )
-
-// safetySnapshot records every path under root with its mode, size,
-// modification time and file content or link target: equal snapshots
-// mean nothing under root was touched.
-func safetySnapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		v := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			b, _ := os.ReadFile(p)
-			v += " " + string(b)
-		} else if fi.Mode()&fs.ModeSymlink != 0 {
-			l, _ := os.Readlink(p)
-			v += " -> " + l
-		}
-		out[p] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func sameTree(t *testing.T, what string, before, after map[string]string) {
-	t.Helper()
-	for p, v := range before {
-		if after[p] != v {
-			t.Errorf("%s: %s changed (%q, was %q)", what, p, after[p], v)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s: %s was created", what, p)
-		}
-	}
-}
 
 // refusedWith checks that a command failed with exit status 1 and that
 // its last line of stderr is exactly pgward's message want.
@@ -120,14 +74,14 @@ func TestRestoreSafety(t *testing.T) {
 		mkdirOwned(t, filepath.Join(p, "15", "main"))
 		writeConfig(t, filepath.Join(p, "15", "main"), "postmaster.pid", "")
 		writeConfig(t, p, "notes.txt", "keep me")
-		before := safetySnapshot(t, victim)
+		before := fileTreeState(t, victim)
 		want := fmt.Sprintf("--force refused: %s exists: a PostgreSQL server may be running on %s; stop it (or, if no server runs there, remove the file), or restore elsewhere. Nothing was changed",
 			filepath.Join(p, "15", "main", "postmaster.pid"), filepath.Join(p, "15", "main"))
 		for _, extra := range [][]string{nil, {"--dry-run"}} {
 			r := run(t, base, nil, pgward, restoreArgs(append([]string{"--pgdata", p, "--latest", "--force"}, extra...)...)...)
 			refusedWith(t, fmt.Sprintf("--force %v over P/15/main/postmaster.pid", extra), r, want)
 		}
-		sameTree(t, "a refused --force", before, safetySnapshot(t, victim))
+		assertTreeUnchanged(t, "a refused --force", victim, before)
 	})
 
 	t.Run("force over another data directory or a plain directory", func(t *testing.T) {
@@ -140,7 +94,7 @@ func TestRestoreSafety(t *testing.T) {
 		writeConfig(t, filepath.Join(outer, "old", "main", "global"), "pg_control", "x")
 		mkdirOwned(t, plain)
 		writeConfig(t, plain, "photo.jpg", "x")
-		before := safetySnapshot(t, victim)
+		before := fileTreeState(t, victim)
 		r := run(t, base, nil, pgward, restoreArgs("--pgdata", outer, "--latest", "--force")...)
 		refusedWith(t, "--force over a tree holding a data directory", r, fmt.Sprintf(
 			"--force refused: %s holds another data directory, %s (it has PG_VERSION): --force replaces one data directory, never a tree that holds one; give that directory itself or an empty one. Nothing was changed",
@@ -148,7 +102,7 @@ func TestRestoreSafety(t *testing.T) {
 		r = run(t, base, nil, pgward, restoreArgs("--pgdata", plain, "--latest", "--force")...)
 		refusedWith(t, "--force over a directory that is not a data directory", r, fmt.Sprintf(
 			"--force refused: %s is not empty and is not a PostgreSQL data directory (no PG_VERSION at its top): --force replaces only a data directory; give an empty or new directory. Nothing was changed", plain))
-		sameTree(t, "a refused --force", before, safetySnapshot(t, victim))
+		assertTreeUnchanged(t, "a refused --force", victim, before)
 	})
 
 	t.Run("system directories", func(t *testing.T) {
@@ -267,7 +221,7 @@ func TestRestoreSafety(t *testing.T) {
 		// --force replaces this data directory, once stopped, and only
 		// it: the tablespace it linked to stays.
 		c.stop("fast")
-		tsBefore := safetySnapshot(t, ts)
+		tsBefore := fileTreeState(t, ts)
 		writeConfig(t, dir, "left-over", "x")
 		ts2 := filepath.Join(base, "ts-named-2")
 		r = run(t, base, nil, pgward, restoreArgs("--pgdata", dir, "--latest", "--force", "--tablespace-map", tsMap(ts2))...)
@@ -277,7 +231,7 @@ func TestRestoreSafety(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "left-over")); !os.IsNotExist(err) {
 			t.Errorf("--force kept a file of the old data directory: %v", err)
 		}
-		sameTree(t, "the old tablespace after --force", tsBefore, safetySnapshot(t, ts))
+		assertTreeUnchanged(t, "the old tablespace after --force", ts, tsBefore)
 		if _, err := os.Lstat(filepath.Join(dir, "pg_tblspc", oid)); !os.IsNotExist(err) {
 			t.Errorf("the old pg_tblspc link survived --force: %v", err)
 		}

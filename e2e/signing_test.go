@@ -83,9 +83,9 @@ func archiveSegments(t *testing.T, c *cluster, n int) []string {
 	return segs
 }
 
-// fileTreeState records every path under root with its mode, size and a
-// hash of its content (or link target): equal states mean nothing under
-// root was touched.
+// fileTreeState records every path under root with its mode, size,
+// modification time and a hash of its content (or link target): equal
+// states mean nothing under root was touched.
 func fileTreeState(t *testing.T, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -97,7 +97,7 @@ func fileTreeState(t *testing.T, root string) map[string]string {
 		if err != nil {
 			return err
 		}
-		v := fmt.Sprintf("%v %d", fi.Mode(), fi.Size())
+		v := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
 		if fi.Mode().IsRegular() {
 			b, err := os.ReadFile(p)
 			if err != nil {
