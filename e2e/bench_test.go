@@ -112,8 +112,15 @@ func TestBench(t *testing.T) {
 		})
 		pgbrGet = fetchEachCmd(t, base, segs, nil, pgbr, []string{"--config=" + conf, "--stanza=bench", "archive-get"})
 		add("pgBackRest archive-push", "file", pgbrPush, "zst-1, aes-256-cbc")
+		mkOwnedDir(t, filepath.Join(base, "backlog-pgbr", "global"))
+		control, err := os.ReadFile(filepath.Join(pg.dir, "global", "pg_control"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeConfig(t, filepath.Join(base, "backlog-pgbr", "global"), "pg_control", string(control))
 		pgbrBacklog = pushBacklog(t, filepath.Join(base, "backlog-pgbr"), segs, nil, pgbr, func(p string) []string {
-			return []string{"--config=" + backlogConf, "--stanza=bench", "--archive-async", "--process-max=2", "archive-push", p}
+			// pgBackRest wants the WAL inside pg1-path, with its pg_control.
+			return []string{"--config=" + backlogConf, "--stanza=bench", "--pg1-path=" + filepath.Dir(filepath.Dir(p)), "--archive-async", "--process-max=2", "archive-push", p}
 		})
 		add("pgBackRest archive-push, backlog", "file", pgbrBacklog, "async, process-max 2")
 		add("pgBackRest archive-get", "file", pgbrGet, "")
