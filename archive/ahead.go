@@ -80,6 +80,7 @@ func (a *Archive) PushAhead(ctx context.Context, path string, ahead []string, jo
 		warn(name, err)
 	}
 	sem := make(chan struct{}, max(1, jobs))
+	// The file asked for is pushed as usual, beside at most jobs-1 ahead.
 	var wg sync.WaitGroup
 	for _, name := range ahead {
 		wg.Go(func() {
@@ -90,7 +91,7 @@ func (a *Archive) PushAhead(ctx context.Context, path string, ahead []string, jo
 			}
 			defer func() { <-sem }()
 			p := filepath.Join(dir, name)
-			if _, err := a.Push(ctx, p); err != nil {
+			if _, err := a.push(ctx, p, false); err != nil {
 				if !errors.Is(err, fs.ErrNotExist) { // archived and removed meanwhile
 					report(name, err)
 				}

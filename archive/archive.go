@@ -106,6 +106,13 @@ const (
 // that is already stored succeeds without writing; different content under
 // the same name fails with ErrConflict and leaves the stored object alone.
 func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
+	return a.push(ctx, path, true)
+}
+
+// push is Push; inMemory lets it map and seal a segment whole (fastest),
+// while files pushed ahead stream, so that several at once stay within
+// the memory bound.
+func (a *Archive) push(ctx context.Context, path string, inMemory bool) (PushResult, error) {
 	name := filepath.Base(path)
 	fn, err := wal.ParseFileName(name)
 	if err != nil {
@@ -186,7 +193,7 @@ func (a *Archive) Push(ctx context.Context, path string) (PushResult, error) {
 	// stored: hash it, compare with the stored copy, and seal only if
 	// that copy is not there after all.
 	pushedAhead := takePushedMark(path)
-	if size > 0 && size <= sealInMemoryMax && !pushedAhead {
+	if size > 0 && size <= sealInMemoryMax && !pushedAhead && inMemory {
 		// Map the file (already in the page cache: PostgreSQL just wrote
 		// it) and hash and seal it side by side, without copying it.
 		data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
