@@ -83,7 +83,11 @@ func TestBench(t *testing.T) {
 	backlogRepo := "file://" + repoDir(t, mkOwnedDir(t, filepath.Join(base, "backlog-pgward")))
 	add("wal-push, backlog", "file", pushBacklog(t, filepath.Join(base, "backlog-pgward"), segs, nil, pgward, func(p string) []string {
 		return []string{"--repo", backlogRepo, "--recipient", recipient, "--signing-key-file", signingKey, "wal-push", p}
-	}), "64 .ready at once")
+	}), "64 .ready at once, signed")
+	aheadRepo := "file://" + repoDir(t, mkOwnedDir(t, filepath.Join(base, "backlog-ahead")))
+	add("wal-push, backlog, ahead 16", "file", pushBacklog(t, filepath.Join(base, "backlog-ahead"), segs, nil, pgward, func(p string) []string {
+		return []string{"--repo", aheadRepo, "--recipient", recipient, "--signing-key-file", signingKey, "wal-push", "--push-ahead", "16", p}
+	}), "--push-ahead 16 --push-jobs 2")
 
 	// pgward into MinIO.
 	srv := miniotest.Start(t)
