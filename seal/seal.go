@@ -70,7 +70,7 @@ const ChunkSize = 2 << 20
 // for concurrent use.
 type Sealer struct {
 	recipients  []age.Recipient
-	enc         *zstd.Encoder // only EncodeAll is used: safe for concurrent use
+	enc         *frameCompressor // safe for concurrent use
 	concurrency int
 	signer      *SigningKey // nil: objects are not signed
 	// Chunk and frame buffers are reused across frames and objects (a
@@ -116,14 +116,7 @@ func NewSealer(recipients []age.Recipient, level Level, concurrency int) *Sealer
 	}
 	// age authenticates every 64 KiB of an encrypted object, so the zstd
 	// frame checksum (4% of the CPU) is only written to plain objects.
-	// The options are valid constants, so NewWriter cannot fail here.
-	// Every frame is one chunk, compressed on its own: a window beyond the
-	// chunk finds nothing, and the default one made the encoders' history
-	// buffers half the process's heap (issue 12).
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(len(recipients) == 0),
-		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true),
-		zstd.WithWindowSize(ChunkSize), zstd.WithLowerEncoderMem(true))
-	return &Sealer{recipients: recipients, enc: enc, concurrency: concurrency}
+	return &Sealer{recipients: recipients, enc: newFrameCompressor(level, len(recipients) == 0, concurrency), concurrency: concurrency}
 }
 
 // Encrypted reports whether objects are encrypted.
@@ -205,7 +198,7 @@ type Writer struct {
 	digest hash.Hash       // of the compressed frames
 	size   int64
 
-	enc         *zstd.Encoder
+	enc         *frameCompressor
 	out         io.Writer
 	encrypted   io.WriteCloser
 	buf         []byte   // the chunk being filled
@@ -290,7 +283,7 @@ func (w *Writer) submitFrame(f *frame) error {
 	w.sem <- struct{}{}
 	go func() {
 		defer close(f.done)
-		f.out = w.enc.EncodeAll(f.in, getBuf(&w.sealer.frames, len(f.in)/4))
+		f.out = w.enc.compress(getBuf(&w.sealer.frames, w.enc.bound(len(f.in))), f.in)
 		<-w.sem
 	}()
 	w.pending = append(w.pending, f)
