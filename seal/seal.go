@@ -134,11 +134,9 @@ func (s *Sealer) Suffix() string {
 // the object c describes (its Key and Kind, and for WAL the WAL fields;
 // the writer fills in size and checksums). Close must be called to finish
 // the object; it does not close dst. The writer holds at most
-// 2×concurrency+2 chunks in memory: one more frame compressing than there
-// are cores, and two more waiting, so a producer that stalls (a walsender
-// between files) never leaves a core idle.
+// 2×concurrency chunks in memory.
 func (s *Sealer) NewWriter(dst io.Writer, c Claims) (*Writer, error) {
-	w := &Writer{sealer: s, enc: s.enc, out: dst, maxInFlight: 2*s.concurrency + 2, sem: make(chan struct{}, s.concurrency+1),
+	w := &Writer{sealer: s, enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency),
 		signer: s.signer, claims: c, sum: xxh3.New128(), digest: sha256.New()}
 	if s.signer != nil {
 		// Refuse what cannot be signed before anything is written.
