@@ -11,9 +11,11 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/internal/conninfo"
@@ -320,6 +322,7 @@ func (cfg *Config) dumpOne(ctx context.Context, srv *server, db database, attemp
 	if err != nil {
 		return nil, err
 	}
+	widenPipe(stdout)
 	log.Info("dump started", "program", name, "attempt", attempt)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -446,4 +449,20 @@ func rowEstimate(ctx context.Context, params conninfo.Params, dbname string) (in
 		return 0, fmt.Errorf("row estimate of %s: %w", dbname, err)
 	}
 	return n, nil
+}
+
+// widenPipe grows pg_dump's output pipe from 64 KiB to 1 MiB (Linux's
+// limit for unprivileged processes), so pg_dump keeps writing while a
+// frame is compressed instead of waiting on every full pipe: the dump and
+// the sealing then run side by side.
+func widenPipe(r io.Reader) {
+	sc, ok := r.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if raw, err := sc.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) {
+			unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) // best effort: a smaller pipe only costs speed
+		})
+	}
 }
