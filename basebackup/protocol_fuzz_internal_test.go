@@ -3,6 +3,8 @@ package basebackup
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage/memory"
 	"github.com/pgward/pgward/wal"
 )
@@ -141,12 +144,27 @@ func FuzzDispatch(f *testing.F) {
 	})
 }
 
-// FuzzReadInfo reads backup.json from a repository as List and Get do.
-// Whatever it accepts is format 1 and lists (backup list --json) and
-// reads back unchanged.
+// fuzzSigningKey is a fixed signing key for tests, so that the signed
+// inputs in a fuzz corpus stay signed from one run to the next.
+func fuzzSigningKey(tb testing.TB) *seal.SigningKey {
+	seed := sha256.Sum256([]byte("pgward fuzz test signing key"))
+	k, err := seal.ParseSigningKey([]byte("PGWARD-SIGNING-KEY-1" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(seed[:]) + "\n"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// FuzzReadInfo reads backup.json from a repository as List and Get do,
+// with no signer trusted (mode 0), one signer required (1), or one signer
+// with unsigned documents allowed (2). Whatever it accepts describes its
+// own backup (parts under its prefix, a checksum each), is trusted only
+// when signed, and lists (backup list --json) and reads back unchanged.
 func FuzzReadInfo(f *testing.F) {
-	for _, s := range []string{
-		`{
+	const id = "20261121T225704Z"
+	layout := catalog.Layout{Cluster: "main"}
+	key := fuzzSigningKey(f)
+	doc := `{
   "format": 1, "id": "20261121T225704Z", "label": "pgward 20261121T225704Z",
   "system_identifier": "7710744555416146008", "pg_version": 15,
   "start_lsn": "0/36000028", "stop_lsn": "0/36000138", "start_timeline": 1, "stop_timeline": 1,
@@ -157,35 +175,79 @@ func FuzzReadInfo(f *testing.F) {
     {"name": "16385.tar", "tablespace_location": "/srv/tbs", "parts": []}],
   "manifest": {"key": "main/basebackups/20261121T225704Z/backup_manifest.zst.age", "bytes": 190123, "stored_bytes": 17052, "xxh3_128": "ffeeddccbbaa99887766554433221100"}
 }
-`,
+`
+	signed, err := key.SignDocument([]byte(doc), layout.BackupInfoKey(id))
+	if err != nil {
+		f.Fatal(err)
+	}
+	otherKey, err := key.SignDocument([]byte(doc), layout.BackupInfoKey("20261121T225705Z"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		doc,
+		string(signed),
+		string(otherKey),
+		doc + `{"pgward-signature":"!!"}` + "\n",
 		`{"format":1}`,
 		`{"format":1} {"format":2}`,
 		`{"format":2}`,
-		`{"format":1,"archives":[{"name":"base.tar","parts":null}],"start_time":"2026-11-21T22:57:04+14:00"}`,
+		`{"format":1,"id":"20261121T225704Z","archives":[{"name":"base.tar","parts":null}],"start_time":"2026-11-21T22:57:04+14:00",` +
+			`"manifest":{"key":"main/basebackups/20261121T225704Z/backup_manifest","xxh3_128":"00000000000000000000000000000000"}}`,
+		`{"format":1,"id":"20261121T225704Z","archives":[{"name":"base.tar","parts":[{"key":"main/basebackups/20261121T225704Z/../x"}]}]}`,
 		`{"format":"1"}`,
 		`{"format":1,"start_time":"9999-12-31T23:59:59.999999999-23:59"}`,
 		``,
 		`null`,
 	} {
-		f.Add([]byte(s))
+		for mode := range uint8(3) {
+			f.Add([]byte(s), mode)
+		}
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
+	f.Fuzz(func(t *testing.T, b []byte, mode uint8) {
 		ctx := context.Background()
 		store := memory.New()
-		layout := catalog.Layout{Cluster: "main"}
-		const id = "20261121T225704Z"
 		if err := store.Put(ctx, layout.BackupInfoKey(id), bytes.NewReader(b), int64(len(b)), nil); err != nil {
 			t.Fatal(err)
 		}
-		info, err := readInfo(ctx, store, layout, id, nil)
+		var trust *seal.Trust
+		switch mode % 3 {
+		case 1:
+			trust = &seal.Trust{Signers: []seal.PublicKey{key.Public()}}
+		case 2:
+			trust = &seal.Trust{Signers: []seal.PublicKey{key.Public()}, AllowUnsigned: true}
+		}
+		info, err := readInfo(ctx, store, layout, id, trust)
 		if err != nil {
 			if !strings.Contains(err.Error(), id) {
 				t.Fatalf("readInfo of %q: error %q does not name the backup", b, err)
 			}
 			return
 		}
-		if info.Format != catalog.BackupFormat {
-			t.Fatalf("readInfo of %q accepted format %d", b, info.Format)
+		if info.Format != catalog.BackupFormat || info.ID != id {
+			t.Fatalf("readInfo of %q accepted format %d, id %q", b, info.Format, info.ID)
+		}
+		if info.Trusted != (trust != nil && seal.DocumentSigned(b)) || (mode%3 == 1 && !info.Trusted) {
+			t.Fatalf("readInfo of %q with trust mode %d: trusted = %v", b, mode%3, info.Trusted)
+		}
+		prefix := layout.BackupPrefix(id)
+		parts := []catalog.BackupPart{info.Manifest}
+		names := map[string]bool{}
+		for _, a := range info.Archives {
+			if names[a.Name] || !validArchiveName(a.Name) || (a.Name == "base.tar" && a.Tablespace != "") {
+				t.Fatalf("readInfo of %q accepted archive %q (tablespace %q)", b, a.Name, a.Tablespace)
+			}
+			names[a.Name] = true
+			parts = append(parts, a.Parts...)
+		}
+		if !names["base.tar"] {
+			t.Fatalf("readInfo of %q accepted a backup without base.tar", b)
+		}
+		for _, p := range parts {
+			rest, ok := strings.CutPrefix(p.Key, prefix)
+			if !ok || rest == "" || strings.ContainsAny(rest, "/\\") || strings.Contains(rest, "..") || len(p.Checksum) != 32 || p.Bytes < 0 {
+				t.Fatalf("readInfo of %q accepted part %+v outside %s or without a checksum", b, p, prefix)
+			}
 		}
 		out, err := json.Marshal(Listed{BackupInfo: info})
 		if err != nil {
