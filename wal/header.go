@@ -81,13 +81,16 @@ func ParseSegmentHeader(b []byte) (SegmentHeader, error) {
 	if uint64(h.PageAddr)%uint64(h.SegmentSize) != 0 {
 		return h, fmt.Errorf("%w: first page address %s is not at a segment boundary", ErrNotSegment, h.PageAddr)
 	}
+	if h.Timeline == 0 { // timelines start at 1 (found by FuzzParseSegmentHeader)
+		return h, fmt.Errorf("%w: header gives timeline 0", ErrNotSegment)
+	}
 	return h, nil
 }
 
 // CheckName verifies that a segment file called name holds this header's
-// segment. Only the segment number is compared: the first segment of a new
-// timeline begins with pages copied from the old one, which carry the old
-// timeline in their headers.
+// segment: the same segment number, and a timeline no later than the
+// name's (the first segment of a new timeline begins with pages copied from
+// the old one, which carry the old timeline in their headers).
 func (h SegmentHeader) CheckName(name string) error {
 	f, err := ParseFileName(name)
 	if err != nil {
