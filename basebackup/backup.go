@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -123,8 +124,25 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	}
 	log = log.With("backup_id", id)
 	log.Info("base backup started", "source_timeline", ident.Timeline)
-	sink := &storeSink{ctx: ctx, store: a.Store, layout: a.Layout, sealer: a.Sealer, id: id, partSize: partSize, progress: cfg.Progress}
+	newSink := func() *storeSink {
+		return &storeSink{ctx: ctx, store: a.Store, layout: a.Layout, sealer: a.Sealer, id: id, partSize: partSize,
+			progress: cfg.Progress, compressed: opts.ServerCompress}
+	}
+	sink := newSink()
 	res, err := Run(ctx, conn, opts, sink)
+	if err != nil && opts.ServerCompress && len(sink.archives) == 0 && cannotCompress(err) {
+		// A server built without zstd, or a libzstd without threads,
+		// refuses before sending anything: pgward compresses instead.
+		log.Warn("the server cannot compress the backup; pgward compresses it instead", "error", err)
+		conn.Close(context.Background())
+		if conn, err = pgconn.ConnectConfig(ctx, connCfg); err != nil {
+			return nil, fmt.Errorf("connect to the backup source: %w", err)
+		}
+		defer conn.Close(context.Background())
+		opts.ServerCompress = false
+		sink = newSink()
+		res, err = Run(ctx, conn, opts, sink)
+	}
 	stopped := now().UTC()
 	if err != nil {
 		sink.fail(err) // the part being written is abandoned, not stored
@@ -200,12 +218,22 @@ func newID(ctx context.Context, a *archive.Archive, t time.Time) (string, error)
 
 var errStop = errors.New("stop")
 
+// cannotCompress tells the server's refusal to compress as asked
+// ("invalid compression specification: this build does not support
+// compression with ZSTD", "could not set compression worker count")
+// from other failures.
+func cannotCompress(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.Contains(pgErr.Message, "compression")
+}
+
 // waitWAL polls until the repository holds the WAL from the backup's start
 // to its stop, or the timeout passes.
 func waitWAL(ctx context.Context, a *archive.Archive, res Result, segSize uint32, timeout time.Duration, log *slog.Logger) error {
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	// The last segment is usually stored within a fraction of a second
+	// of the backup's end: look again soon, then every second.
+	wait := 50 * time.Millisecond
 	logged := false
 	from := res.Start
 	for {
@@ -234,7 +262,8 @@ func waitWAL(ctx context.Context, a *archive.Archive, res Result, segSize uint32
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick.C:
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, time.Second)
 	}
 }

@@ -20,7 +20,8 @@ const DefaultPartSize = 1 << 30
 const partsInFlight = 2
 
 // storeSink stores the backup stream: each archive cut into parts sealed
-// and uploaded one by one, the manifest as one object.
+// and uploaded one by one (a compressed archive in one part), the
+// manifest as one object.
 type storeSink struct {
 	ctx      context.Context
 	store    storage.Backend
@@ -29,6 +30,11 @@ type storeSink struct {
 	id       string
 	partSize int64
 	progress func(done, total int64)
+	// compressed: the server sends its archives compressed with zstd, as
+	// <name>.zst; they are stored as they come, and their plaintext size
+	// is what the server last reported having read.
+	compressed bool
+	serverDone int64
 
 	start       wal.LSN
 	tli         uint32
@@ -64,10 +70,18 @@ func (s *storeSink) Archive(name, location string) error {
 	if err := s.closePart(); err != nil {
 		return err
 	}
+	compression := ""
+	if s.compressed {
+		var ok bool
+		if name, ok = cutSuffix(name, ".zst"); !ok {
+			return fmt.Errorf("BASE_BACKUP: archive %q is not zstd-compressed, as asked", name)
+		}
+		compression = catalog.CompressionZstd
+	}
 	if !validArchiveName(name) {
 		return fmt.Errorf("BASE_BACKUP: unexpected archive name %q", name)
 	}
-	s.archives = append(s.archives, catalog.BackupArchive{Name: name, Tablespace: location})
+	s.archives = append(s.archives, catalog.BackupArchive{Name: name, Tablespace: location, Compression: compression})
 	s.curArchive, s.inManifest = name, false
 	return nil
 }
@@ -82,6 +96,7 @@ func (s *storeSink) Manifest() error {
 }
 
 func (s *storeSink) Progress(done int64) {
+	s.serverDone = done
 	if s.progress != nil {
 		s.progress(done, s.total)
 	}
@@ -97,8 +112,11 @@ func (s *storeSink) Write(p []byte) error {
 				return err
 			}
 		}
+		// A compressed archive is one zstd frame: it is stored whole, as
+		// a part cut from it could not be read alone.
+		cut := !s.inManifest && !s.compressed
 		n := len(p)
-		if !s.inManifest {
+		if cut {
 			n = int(min(int64(n), s.partSize-s.cur.info.Bytes))
 		}
 		if _, err := s.cur.obj.Write(p[:n]); err != nil {
@@ -109,7 +127,7 @@ func (s *storeSink) Write(p []byte) error {
 			s.dataBytes += int64(n)
 		}
 		p = p[n:]
-		if !s.inManifest && s.cur.info.Bytes == s.partSize {
+		if cut && s.cur.info.Bytes == s.partSize {
 			if err := s.closePart(); err != nil {
 				return err
 			}
@@ -130,6 +148,9 @@ func (s *storeSink) openPart() error {
 		a := &s.archives[ai]
 		pi = len(a.Parts)
 		key = s.layout.BackupPartKey(s.id, a.Name, pi, s.sealer.Suffix())
+		if a.Compression != "" {
+			kind = seal.KindBackupStream
+		}
 		a.Parts = append(a.Parts, catalog.BackupPart{Key: key})
 	}
 	// Created, never replaced: two backups given one id would collide
@@ -181,6 +202,9 @@ func (s *storeSink) waitOldest() error {
 // finish closes the last part and waits for every upload.
 func (s *storeSink) finish() error {
 	err := s.closePart()
+	if s.compressed {
+		s.dataBytes = s.serverDone
+	}
 	for len(s.inflight) > 0 {
 		if werr := s.waitOldest(); err == nil {
 			err = werr

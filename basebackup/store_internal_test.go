@@ -3,10 +3,14 @@ package basebackup
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
@@ -55,7 +59,7 @@ func TestStoreSinkParts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer rc.Close()
-		r, err := opener.NewReader(rc, seal.Expect{Key: p.Key, Kind: seal.KindBackupPart, Size: p.Bytes, Checksum: p.Checksum})
+		r, err := opener.NewReader(rc, catalog.BackupArchive{}.Expect(p))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,6 +104,93 @@ func TestArchiveNamesThatCouldEscape(t *testing.T) {
 	for name, ok := range map[string]bool{"base.tar": true, "16385.tar": true, "../x.tar": false, "a/b.tar": false, ".tar": false, "base.tgz": false} {
 		if validArchiveName(name) != ok {
 			t.Errorf("validArchiveName(%q) = %v, want %v", name, !ok, ok)
+		}
+	}
+}
+
+// A server-compressed archive comes as <name>.zst and is stored whole
+// (one zstd frame cannot be cut), as a backup stream; the data size is
+// what the server last reported reading.
+func TestStoreSinkCompressedArchive(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	store := memory.New()
+	s := &storeSink{ctx: t.Context(), store: store, layout: catalog.Layout{Cluster: "c"}, id: "B1", partSize: 1 << 20, compressed: true,
+		sealer: seal.NewSealer([]age.Recipient{id.Recipient()}, seal.LevelFastest, 1)}
+	plain := bytes.Repeat([]byte("base-data-"), 500_000) // 5 MB: over the part size
+	enc, _ := zstd.NewWriter(nil)
+	stream := enc.EncodeAll(plain, nil)
+	if err := s.Archive("base.tar", ""); err == nil {
+		t.Fatal("an uncompressed archive was accepted where a compressed one was asked for")
+	}
+	steps := []func() error{
+		func() error { return s.Archive("base.tar.zst", "") },
+		func() error { return s.Write(stream[:100]) },
+		func() error { return s.Write(stream[100:]) },
+		func() error { s.Progress(int64(len(plain))); return nil },
+		func() error { return s.Manifest() },
+		func() error { return s.Write([]byte(`{}`)) },
+		s.finish,
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	a := s.archives[len(s.archives)-1]
+	if a.Name != "base.tar" || a.Compression != catalog.CompressionZstd || len(a.Parts) != 1 || a.Parts[0].Bytes != int64(len(stream)) {
+		t.Fatalf("archive = %+v, want base.tar, zstd, one part of %d bytes", a, len(stream))
+	}
+	if s.dataBytes != int64(len(plain)) {
+		t.Errorf("data bytes = %d, want %d", s.dataBytes, len(plain))
+	}
+	rc, _, err := store.Get(t.Context(), a.Parts[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r, err := seal.NewOpener([]age.Identity{id}).NewReader(rc, a.Expect(a.Parts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("read back %d bytes, %v; want the %d bytes compressed", len(got), err, len(plain))
+	}
+}
+
+func TestOptionsSQL(t *testing.T) {
+	for _, c := range []struct {
+		opts Options
+		want []string
+		not  []string
+	}{
+		{Options{Label: "it's"}, []string{"LABEL 'it''s'", "MANIFEST_CHECKSUMS 'CRC32C'", "CHECKPOINT 'spread'"}, []string{"COMPRESSION"}},
+		{Options{ServerCompress: true}, []string{"COMPRESSION 'zstd'", "COMPRESSION_DETAIL 'level=1'"}, []string{"workers"}},
+		{Options{ServerCompress: true, CompressWorkers: 3, Fast: true}, []string{"COMPRESSION_DETAIL 'level=1,workers=3'", "CHECKPOINT 'fast'"}, nil},
+	} {
+		sql := c.opts.sql()
+		for _, w := range c.want {
+			if !strings.Contains(sql, w) {
+				t.Errorf("%+v: %s lacks %s", c.opts, sql, w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(sql, n) {
+				t.Errorf("%+v: %s has %s", c.opts, sql, n)
+			}
+		}
+	}
+}
+
+func TestCannotCompress(t *testing.T) {
+	for err, want := range map[error]bool{
+		&pgconn.PgError{Code: "42601", Message: "invalid compression specification: this build does not support compression with ZSTD"}: true,
+		&pgconn.PgError{Code: "22023", Message: "could not set compression worker count to 2: Unsupported parameter"}:                   true,
+		&pgconn.PgError{Code: "55000", Message: "recovery is in progress"}:                                                              false,
+		io.ErrUnexpectedEOF: false,
+	} {
+		if got := cannotCompress(fmt.Errorf("BASE_BACKUP: %w", err)); got != want {
+			t.Errorf("cannotCompress(%v) = %v, want %v", err, got, want)
 		}
 	}
 }

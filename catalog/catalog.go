@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgward/pgward/seal"
 )
 
 // DefaultCluster is the cluster name used when none is given.
@@ -173,9 +175,25 @@ type BackupInfo struct {
 // BackupArchive is one tar archive of a backup: the main data directory
 // ("base.tar") or one tablespace ("<oid>.tar").
 type BackupArchive struct {
-	Name       string       `json:"name"`
-	Tablespace string       `json:"tablespace_location,omitempty"`
-	Parts      []BackupPart `json:"parts"`
+	Name       string `json:"name"`
+	Tablespace string `json:"tablespace_location,omitempty"`
+	// Compression is "zstd" when the server compressed the archive: its
+	// parts' plaintext is then slices of one zstd stream of the tar.
+	Compression string       `json:"compression,omitempty"`
+	Parts       []BackupPart `json:"parts"`
+}
+
+// CompressionZstd marks an archive the server compressed with zstd.
+const CompressionZstd = "zstd"
+
+// Expect is what reading part p of the archive must find: a compressed
+// archive's parts record their stream, not their plaintext.
+func (a BackupArchive) Expect(p BackupPart) seal.Expect {
+	kind := seal.KindBackupPart
+	if a.Compression != "" {
+		kind = seal.KindBackupStream
+	}
+	return seal.Expect{Key: p.Key, Kind: kind, Size: p.Bytes, Checksum: p.Checksum}
 }
 
 // BackupPart is one stored object: a slice of an archive, sealed alone.
@@ -286,6 +304,9 @@ func ParseBackupInfo(data []byte, l Layout, id string) (BackupInfo, error) {
 		seen[a.Name] = true
 		if stem == "base" && a.Tablespace != "" {
 			return BackupInfo{}, fmt.Errorf("backup.json: archive %s has tablespace location %q", a.Name, a.Tablespace)
+		}
+		if a.Compression != "" && a.Compression != CompressionZstd {
+			return BackupInfo{}, fmt.Errorf("backup.json: archive %s has compression %q (want zstd or none): written by a newer pgward?", a.Name, a.Compression)
 		}
 		for _, p := range a.Parts {
 			if err := checkPart("part", p); err != nil {

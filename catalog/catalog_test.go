@@ -151,3 +151,31 @@ func TestPlanPrune(t *testing.T) {
 		t.Errorf("without any backup prune deleted WAL %v", plan.WAL)
 	}
 }
+
+// An archive the server compressed says so; a compression this pgward
+// does not know is refused rather than restored as something else.
+func TestParseBackupInfoCompression(t *testing.T) {
+	l := catalog.Layout{Cluster: "main"}
+	sum := strings.Repeat("ab", 16)
+	for compression, ok := range map[string]bool{"": true, "zstd": true, "lz4": false, "ZSTD": false, "zstd\n": false} {
+		info := catalog.BackupInfo{Format: catalog.BackupFormat, ID: "B", Archives: []catalog.BackupArchive{{
+			Name: "base.tar", Compression: compression,
+			Parts: []catalog.BackupPart{{Key: l.BackupPartKey("B", "base.tar", 0, ".zst.age"), Bytes: 10, Checksum: sum}},
+		}}, Manifest: catalog.BackupPart{Key: l.BackupManifestKey("B", ".zst.age"), Checksum: sum}}
+		b, _ := json.Marshal(info)
+		got, err := catalog.ParseBackupInfo(b, l, "B")
+		if (err == nil) != ok {
+			t.Errorf("compression %q: %v, want accepted %v", compression, err, ok)
+			continue
+		}
+		if ok {
+			want := "backup-part"
+			if compression != "" {
+				want = "backup-stream"
+			}
+			if e := got.Archives[0].Expect(got.Archives[0].Parts[0]); e.Kind != want || e.Size != 10 || e.Checksum != sum {
+				t.Errorf("compression %q: reads as %+v, want kind %s", compression, e, want)
+			}
+		}
+	}
+}

@@ -149,10 +149,16 @@ func TestRestoreTablespace(t *testing.T) {
 	oid := primary.psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts'")
 	source := fmt.Sprintf("host=%s port=%d user=postgres", base, primary.port)
 	stopSwitching := primary.keepSwitching()
-	r := run(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m", "--json")
+	// pgward compresses this one, in parts of 1 MiB: the path for a
+	// server that cannot compress.
+	r := run(t, base, nil, pgward, "--repo", repo, "--recipient", recipient, "backup", "--source", source, "--checkpoint", "fast", "--wal-timeout", "2m",
+		"--server-compression", "none", "--part-size", "1MiB", "--json")
 	stopSwitching()
 	if r.code != 0 || !strings.Contains(r.stdout, `"name": "`+oid+`.tar"`) && !strings.Contains(r.stdout, `"name":"`+oid+`.tar"`) {
 		t.Fatalf("backup: exit %d, %s %s; want an archive %s.tar", r.code, r.stdout, r.stderr, oid)
+	}
+	if strings.Contains(r.stdout, `"compression"`) || !strings.Contains(r.stdout, "base.tar.0001") {
+		t.Fatalf("backup --server-compression none: %s; want archives pgward compressed, in several parts", r.stdout)
 	}
 	primary.switchAndWaitArchived(time.Minute)
 

@@ -404,7 +404,7 @@ func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Open
 				if err != nil {
 					return err
 				}
-				err = copyPart(opener, p, rc, pw)
+				err = copyPart(opener, a.Expect(p), rc, pw)
 				rc.Close()
 				if err != nil {
 					return err
@@ -549,20 +549,21 @@ func (f *partFetcher) close() {
 	}
 }
 
-// copyPart writes the verified plaintext of part p to w. The reader
-// checks the part against backup.json (size, checksum) and, as the
-// Opener's trust requires, its signature, before it reports the end.
-func copyPart(opener *seal.Opener, p catalog.BackupPart, sealed io.Reader, w io.Writer) error {
-	if p.Checksum == "" {
-		return fmt.Errorf("%s: backup.json records no checksum for it, so it cannot be verified", p.Key)
+// copyPart writes the verified plaintext of the part want describes to
+// w. The reader checks the part against backup.json (size, checksum) and,
+// as the Opener's trust requires, its signature, before it reports the
+// end.
+func copyPart(opener *seal.Opener, want seal.Expect, sealed io.Reader, w io.Writer) error {
+	if want.Checksum == "" {
+		return fmt.Errorf("%s: backup.json records no checksum for it, so it cannot be verified", want.Key)
 	}
-	r, err := opener.NewReader(sealed, seal.Expect{Key: p.Key, Kind: seal.KindBackupPart, Size: p.Bytes, Checksum: p.Checksum})
+	r, err := opener.NewReader(sealed, want)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", p.Key, err)
+		return fmt.Errorf("open %s: %w", want.Key, err)
 	}
 	defer r.Close()
 	if _, err := io.Copy(w, r); err != nil {
-		return fmt.Errorf("read %s: %w", p.Key, err)
+		return fmt.Errorf("read %s: %w", want.Key, err)
 	}
 	return nil
 }

@@ -43,14 +43,18 @@ func (o *Opener) OpenBytesClaims(sealed []byte, maxSize int64, want Expect) ([]b
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := checksumHex(plain)
+	described := plain // what the claims describe
+	if want.Kind == KindBackupStream {
+		described = compressed
+	}
+	sum, size := checksumHex(described), int64(len(described))
 	var claims *Claims
 	if record == nil {
 		if err := o.trust.unsigned(want.Key); err != nil {
 			return nil, nil, err
 		}
 	} else {
-		c, err := o.trust.verifyRecord(record, want, sha256.Sum256(compressed), int64(len(plain)))
+		c, err := o.trust.verifyRecord(record, want, sha256.Sum256(compressed), size)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -59,8 +63,8 @@ func (o *Opener) OpenBytesClaims(sealed []byte, maxSize int64, want Expect) ([]b
 		}
 		claims = &c
 	}
-	if want.Size >= 0 && int64(len(plain)) != want.Size {
-		return nil, nil, fmt.Errorf("%w: %d bytes, %d recorded", ErrCorrupt, len(plain), want.Size)
+	if want.Size >= 0 && size != want.Size {
+		return nil, nil, fmt.Errorf("%w: %d bytes, %d recorded", ErrCorrupt, size, want.Size)
 	}
 	if want.Checksum != "" && sum != want.Checksum {
 		return nil, nil, fmt.Errorf("%w: its checksum is %s, %s is recorded", ErrCorrupt, shortSum(sum), shortSum(want.Checksum))

@@ -135,9 +135,12 @@ func (s *Sealer) Suffix() string {
 // the writer fills in size and checksums). Close must be called to finish
 // the object; it does not close dst. The writer holds at most
 // 2×concurrency chunks in memory.
+//
+// An object of KindBackupStream is written already compressed: its bytes
+// must be zstd frames, and they are sealed as they are.
 func (s *Sealer) NewWriter(dst io.Writer, c Claims) (*Writer, error) {
 	w := &Writer{sealer: s, enc: s.enc, out: dst, maxInFlight: 2 * s.concurrency, sem: make(chan struct{}, s.concurrency),
-		signer: s.signer, claims: c, sum: xxh3.New128(), digest: sha256.New()}
+		signer: s.signer, claims: c, sum: xxh3.New128(), digest: sha256.New(), stream: c.Kind == KindBackupStream}
 	if s.signer != nil {
 		// Refuse what cannot be signed before anything is written.
 		probe := c
@@ -208,6 +211,9 @@ type Writer struct {
 	frames      int
 	err         error
 	closed      bool
+	// stream: what is written is zstd frames already, passed on as they
+	// are; size and sum are of them
+	stream bool
 }
 
 type frame struct {
@@ -222,6 +228,9 @@ func (w *Writer) Claims() Claims { return w.claims }
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
+	}
+	if w.stream {
+		return w.writeStream(p)
 	}
 	n := 0
 	for len(p) > 0 {
@@ -240,8 +249,32 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeStream passes on frames compressed elsewhere, checking only that
+// the stream starts as zstd does: the reader decodes and checks the rest.
+func (w *Writer) writeStream(p []byte) (int, error) {
+	if w.size < int64(len(zstdMagic)) {
+		head := p[:min(len(p), len(zstdMagic)-int(w.size))]
+		if !bytes.Equal(head, zstdMagic[w.size:int(w.size)+len(head)]) {
+			w.err = errors.New("seal: a compressed stream must start with a zstd frame")
+			return 0, w.err
+		}
+	}
+	w.sum.Write(p)
+	w.digest.Write(p)
+	w.size += int64(len(p))
+	w.frames = 1
+	if _, err := w.out.Write(p); err != nil {
+		w.err = fmt.Errorf("seal: write: %w", err)
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
 // ReadFrom reads straight into chunk buffers, saving a copy.
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	if w.stream {
+		return io.Copy(onlyWriter{w}, r)
+	}
 	var total int64
 	for w.err == nil {
 		if w.buf == nil {
@@ -320,7 +353,10 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.closed = true
-	if w.err == nil && (len(w.buf) > 0 || w.frames == 0) {
+	if w.stream && w.err == nil && w.size < int64(len(zstdMagic)) {
+		w.err = errors.New("seal: the compressed stream is empty or truncated")
+	}
+	if !w.stream && w.err == nil && (len(w.buf) > 0 || w.frames == 0) {
 		if w.buf == nil {
 			w.buf = []byte{} // an empty object is one empty frame
 		}
@@ -448,7 +484,14 @@ func (o *Opener) NewReader(src io.Reader, want Expect) (*Reader, error) {
 		return nil, fmt.Errorf("%w: neither an age file nor a zstd stream", ErrCorrupt)
 	}
 	tail := &tailReader{r: plain, digest: sha256.New(), buf: make([]byte, 0, 256<<10)}
-	dec, err := zstd.NewReader(tail, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(false))
+	concurrency := 2
+	if want.Kind == KindBackupStream {
+		// Its size and checksum are the stream's. It is one long frame,
+		// which a second decoding goroutine only slows (1.75 s for 3.7
+		// GiB with one, 2.66 s with two).
+		tail.sum, concurrency = xxh3.New128(), 1
+	}
+	dec, err := zstd.NewReader(tail, zstd.WithDecoderConcurrency(concurrency), zstd.WithDecoderLowmem(false))
 	if err != nil {
 		return nil, fmt.Errorf("unseal: start decompression: %w", err)
 	}
@@ -479,6 +522,10 @@ type tailReader struct {
 	off    int    // buf[:off] was passed on
 	eof    bool
 	record []byte // the signature record, once at the end; nil if none
+	// sum and n, when sum is set, hash and count what is passed on: an
+	// object whose claims describe its stream
+	sum *xxh3.Hasher128
+	n   int64
 }
 
 func (t *tailReader) Read(p []byte) (int, error) {
@@ -492,6 +539,10 @@ func (t *tailReader) Read(p []byte) (int, error) {
 			}
 			n := copy(p, t.buf[t.off:t.off+avail])
 			t.digest.Write(p[:n])
+			if t.sum != nil {
+				t.sum.Write(p[:n])
+				t.n += int64(n)
+			}
 			t.off += n
 			return n, nil
 		}
@@ -554,7 +605,11 @@ func (r *Reader) finish() error {
 	} else if n > 0 {
 		return fmt.Errorf("%w: %d bytes after the last frame", ErrCorrupt, n)
 	}
-	b := r.sum.Sum128().Bytes()
+	hashed, size := r.sum, r.n
+	if r.tail.sum != nil {
+		hashed, size = r.tail.sum, r.tail.n
+	}
+	b := hashed.Sum128().Bytes()
 	sum := hex.EncodeToString(b[:])
 	if r.tail.record == nil {
 		if err := r.trust.unsigned(r.want.Key); err != nil {
@@ -563,7 +618,7 @@ func (r *Reader) finish() error {
 	} else {
 		var digest [32]byte
 		copy(digest[:], r.tail.digest.Sum(nil))
-		c, err := r.trust.verifyRecord(r.tail.record, r.want, digest, r.n)
+		c, err := r.trust.verifyRecord(r.tail.record, r.want, digest, size)
 		if err != nil {
 			return err
 		}
@@ -572,8 +627,8 @@ func (r *Reader) finish() error {
 		}
 		r.claims = &c
 	}
-	if r.want.Size >= 0 && r.n != r.want.Size {
-		return fmt.Errorf("%w: %d bytes, %d recorded", ErrCorrupt, r.n, r.want.Size)
+	if r.want.Size >= 0 && size != r.want.Size {
+		return fmt.Errorf("%w: %d bytes, %d recorded", ErrCorrupt, size, r.want.Size)
 	}
 	if r.want.Checksum != "" && sum != r.want.Checksum {
 		return fmt.Errorf("%w: its checksum is %s, %s is recorded", ErrCorrupt, shortSum(sum), shortSum(r.want.Checksum))
@@ -647,6 +702,11 @@ func (d *destWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// onlyWriter hides a writer's ReadFrom, so io.Copy does not call it back.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 // Close stops the decoder's goroutines.
 func (r *Reader) Close() error {

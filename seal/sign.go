@@ -45,6 +45,11 @@ const (
 	KindWAL            = "wal"
 	KindBackupPart     = "backup-part"
 	KindBackupManifest = "backup-manifest"
+	// KindBackupStream is a backup archive the server compressed: its
+	// zstd stream is sealed as it came, so its Size and Checksum are the
+	// stream's, not the plaintext's (decompressing it only to hash it
+	// would cost a backup a third of its time).
+	KindBackupStream = "backup-stream"
 	KindDump           = "dump"
 	KindDumpTables     = "dump-tables"
 	KindDocument       = "document"

@@ -28,23 +28,24 @@ func backupCommand() *cli.Command {
 		Usage: "take a base backup now (on the replica), or list, show, delete and pin backups",
 		Description: `Without a subcommand, takes a base backup of --source (typically the replica:
 the primary carries no load) over the replication protocol. Each tar archive
-(the data directory, each tablespace) streams through compression and
-encryption into the repository in parts of --part-size; the server's
-backup_manifest (SHA256 checksums) is stored beside it. backup.json is written
+(the data directory, each tablespace), compressed with zstd by the server
+(--server-compression), streams through sealing (encryption and signing)
+into the repository in parts of --part-size; the server's
+backup_manifest (CRC32C checksums) is stored beside it. backup.json is written
 last, once the WAL from the backup's start to its stop is in the repository
 (from pgward stream or archive_command): a backup without it is unfinished.
 
 One backup per cluster runs at a time (a lock in the repository; a lock whose
 holder stopped renewing it is broken after its lease, with a warning).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "source", EnvVars: []string{"PGWARD_BACKUP_SOURCE"}, Usage: "connection `STRING` of the server to back up (PG* variables apply)"},
 			&cli.StringFlag{Name: "checkpoint", Value: "spread", Usage: "checkpoint `MODE` at the start: fast or spread"},
 			&cli.StringFlag{Name: "label", Usage: "backup `LABEL` (default: pgward <id>)"},
 			&cli.StringFlag{Name: "max-rate", Usage: "limit the server's sending to `RATE` per second (e.g. 100MiB; 32kB minimum)"},
-			&cli.StringFlag{Name: "part-size", Value: "1GiB", Usage: "store each archive in parts of `SIZE` (before compression)"},
+			&cli.StringFlag{Name: "part-size", Value: "1GiB", Usage: "store each archive in parts of `SIZE` (of the stream the server sends)"},
 			&cli.DurationFlag{Name: "wal-timeout", Value: basebackup.DefaultWALTimeout, Usage: "wait at most `DURATION` for the WAL the backup needs"},
 			&cli.BoolFlag{Name: "json", Usage: "print the finished backup's backup.json"},
-		},
+		}, backupCompressionFlags("")...),
 		Action:       runBackup,
 		OnUsageError: flagUsageError,
 		Subcommands: []*cli.Command{
@@ -71,32 +72,57 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 }
 
 // newBackupConfig checks the backup settings, from the flags of `backup`
-// or (named with flagPrefix "backup-") of the sidecar's schedule.
-func newBackupConfig(a *archive.Archive, log *slog.Logger, flagPrefix, source, checkpoint, label, maxRate, partSize string, walTimeout time.Duration) (basebackup.Config, error) {
+// or (named with flagPrefix "backup-") of the sidecar's schedule; a flag
+// the command lacks reads as its zero value.
+func newBackupConfig(c *cli.Context, a *archive.Archive, log *slog.Logger, flagPrefix, source string) (basebackup.Config, error) {
 	connCfg, err := parseConn(flagPrefix+"source", source)
 	if err != nil {
 		return basebackup.Config{}, err
 	}
-	opts := basebackup.Options{Label: label}
-	switch checkpoint {
+	opts := basebackup.Options{Label: c.String(flagPrefix + "label")}
+	switch checkpoint := c.String(flagPrefix + "checkpoint"); checkpoint {
 	case "fast":
 		opts.Fast = true
 	case "spread":
 	default:
-		return basebackup.Config{}, fmt.Errorf("--%scheckpoint %q: want fast or spread", flagPrefix, checkpoint)
+		return basebackup.Config{}, fmt.Errorf("--%scheckpoint %s: want fast or spread", flagPrefix, shortQuote(checkpoint))
 	}
-	if maxRate != "" {
+	if maxRate := c.String(flagPrefix + "max-rate"); maxRate != "" {
 		rate, err := parseByteSize(maxRate)
 		if err != nil || rate < 32000 || rate > 1<<30 {
-			return basebackup.Config{}, fmt.Errorf("--max-rate %q: want 32kB to 1GiB per second", maxRate)
+			return basebackup.Config{}, fmt.Errorf("--%smax-rate %s: want 32kB to 1GiB per second", flagPrefix, shortQuote(maxRate))
 		}
 		opts.MaxRate = int(max(rate>>10, 32)) // the server counts kB/s, 32 at least
 	}
+	switch compression := c.String(flagPrefix + "server-compression"); compression {
+	case "zstd":
+		opts.ServerCompress = true
+	case "none":
+	default:
+		return basebackup.Config{}, fmt.Errorf("--%sserver-compression %s: want zstd or none", flagPrefix, shortQuote(compression))
+	}
+	opts.CompressWorkers = c.Int(flagPrefix + "compress-workers")
+	if opts.CompressWorkers < 0 || opts.CompressWorkers > basebackup.MaxCompressWorkers {
+		return basebackup.Config{}, fmt.Errorf("--%scompress-workers %d: want 0 to %d", flagPrefix, opts.CompressWorkers, basebackup.MaxCompressWorkers)
+	}
+	partSize := c.String(flagPrefix + "part-size")
 	size, err := parseByteSize(partSize)
 	if err != nil || size < 1<<20 {
-		return basebackup.Config{}, fmt.Errorf("--%spart-size %q: want at least 1MiB", flagPrefix, partSize)
+		return basebackup.Config{}, fmt.Errorf("--%spart-size %s: want at least 1MiB", flagPrefix, shortQuote(partSize))
 	}
-	return basebackup.Config{Conn: connCfg, Options: opts, PartSize: size, WALTimeout: walTimeout, Logger: log, Archive: a}, nil
+	return basebackup.Config{Conn: connCfg, Options: opts, PartSize: size, WALTimeout: c.Duration(flagPrefix + "wal-timeout"),
+		Logger: log, Archive: a}, nil
+}
+
+// backupCompressionFlags are the settings of the server's compression,
+// for `backup` (prefix "") and the sidecar's schedule ("backup-").
+func backupCompressionFlags(prefix string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: prefix + "server-compression", Value: "zstd",
+			Usage: "`METHOD` the server compresses the backup with before sending it: zstd, or none to compress in pgward (a server that cannot is asked again with none)"},
+		&cli.IntFlag{Name: prefix + "compress-workers", Value: 2,
+			Usage: "zstd threads the server compresses with, besides the walsender (`N`, 0 to 64; 0: the walsender alone)"},
+	}
 }
 
 func runBackup(c *cli.Context) error {
@@ -111,8 +137,7 @@ func runBackup(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := newBackupConfig(a, log, "", source, c.String("checkpoint"), c.String("label"),
-		c.String("max-rate"), c.String("part-size"), c.Duration("wal-timeout"))
+	cfg, err := newBackupConfig(c, a, log, "", source)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ primary and its timeline.
 environment variables apply. The user needs the REPLICATION attribute.
 
 Serves /metrics (Prometheus) and /healthz on --listen.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "source", EnvVars: []string{"PGWARD_SOURCE"}, Usage: "primary's connection `STRING` (libpq keywords or URL; PG* variables apply)"},
 			&cli.StringFlag{Name: "slot", EnvVars: []string{"PGWARD_SLOT"}, Value: stream.DefaultSlot, Usage: "physical replication slot `NAME`"},
 			&cli.StringFlag{Name: "spool-dir", EnvVars: []string{"PGWARD_STREAM_SPOOL_DIR"}, Usage: "local `DIR` for WAL not yet stored (default /var/lib/pgward/spool/<cluster>)"},
@@ -72,7 +72,7 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "drill-schedule", EnvVars: []string{"PGWARD_DRILL_SCHEDULE"}, Value: "0 6 * * 0", Usage: "restore-drill a random dump of the last week at these times (needs --identity-file; empty: never)"},
 			&cli.StringFlag{Name: "drill-target", EnvVars: []string{"PGWARD_DRILL_TARGET"}, Usage: "connection `STRING` of the server drills restore into (default: a throwaway local cluster)"},
 			&cli.StringFlag{Name: "pg-bin", EnvVars: []string{"PGWARD_PG_BIN"}, Usage: "run pg_dump, pg_restore, initdb from `DIR`"},
-		},
+		}, backupCompressionFlags("backup-")...),
 		Action:       runStream,
 		OnUsageError: flagUsageError,
 	}
@@ -138,7 +138,7 @@ func runStream(c *cli.Context) error {
 		if backupSched, err = schedule.Parse(c.String("backup-schedule"), c.String("backup-timezone")); err != nil {
 			return fmt.Errorf("--backup-schedule: %w", err)
 		}
-		if bcfg, err = newBackupConfig(a, log, "backup-", src, c.String("backup-checkpoint"), "", "", c.String("backup-part-size"), 0); err != nil {
+		if bcfg, err = newBackupConfig(c, a, log, "backup-", src); err != nil {
 			return err
 		}
 	}

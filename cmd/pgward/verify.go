@@ -83,7 +83,7 @@ func runVerify(c *cli.Context) error {
 	for _, b := range backups {
 		for _, ar := range b.Archives {
 			for _, p := range ar.Parts {
-				items = append(items, verifyItem{key: p.Key, want: seal.Expect{Key: p.Key, Kind: seal.KindBackupPart, Size: p.Bytes, Checksum: p.Checksum}})
+				items = append(items, verifyItem{key: p.Key, want: ar.Expect(p)})
 			}
 		}
 		m := b.Manifest
