@@ -223,15 +223,18 @@ const copyEnd = "\\.\n\n\n"
 // chunks reads length-prefixed data chunks up to a zero length, counting
 // newlines when asked; the end-of-data marker's are not rows.
 func (a *archiveReader) chunks(count bool) (int64, error) {
+	// pg_dump -Z0 writes each row as a chunk of its own: nothing here
+	// allocates or copies per chunk.
 	var lines int64
-	var tail []byte // the data's last bytes, to find the end marker
+	var tail [len(copyEnd)]byte // the data's last bytes, to find the end marker
+	tailLen := 0
 	for {
 		n, err := a.int()
 		if err != nil {
 			return 0, err
 		}
 		if n == 0 {
-			if count && bytes.HasSuffix(tail, []byte(copyEnd)) {
+			if count && tailLen == len(tail) && string(tail[:]) == copyEnd {
 				lines -= int64(strings.Count(copyEnd, "\n"))
 			}
 			return lines, nil
@@ -249,8 +252,13 @@ func (a *archiveReader) chunks(count bool) (int64, error) {
 			}
 			if count {
 				lines += int64(bytes.Count(b, []byte{'\n'}))
-				tail = append(tail, b[max(0, len(b)-len(copyEnd)):]...)
-				tail = tail[max(0, len(tail)-len(copyEnd)):]
+				if len(b) >= len(tail) {
+					tailLen = copy(tail[:], b[len(b)-len(tail):])
+				} else {
+					keep := min(tailLen, len(tail)-len(b))
+					copy(tail[:keep], tail[tailLen-keep:tailLen])
+					tailLen = keep + copy(tail[keep:], b)
+				}
 			}
 			a.r.Discard(len(b))
 			n -= int64(len(b))
@@ -261,8 +269,8 @@ func (a *archiveReader) chunks(count bool) (int64, error) {
 // int reads pg_dump's integer: a sign byte, then intSize bytes, least
 // significant first.
 func (a *archiveReader) int() (int64, error) {
-	var b [9]byte
-	if _, err := io.ReadFull(a.r, b[:1+a.intSize]); err != nil {
+	b, err := a.r.Peek(1 + a.intSize) // intSize is 1 to 8
+	if len(b) < 1+a.intSize {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
@@ -275,6 +283,7 @@ func (a *archiveReader) int() (int64, error) {
 	if b[0] != 0 {
 		v = -v
 	}
+	a.r.Discard(len(b))
 	return v, nil
 }
 

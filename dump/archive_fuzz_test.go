@@ -2,6 +2,7 @@ package dump_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"reflect"
@@ -197,4 +198,33 @@ func FuzzReadArchiveStats(f *testing.F) {
 			t.Fatalf("read whole: %+v, %v; read in halves: %+v, %v", st, err, st2, err2)
 		}
 	})
+}
+
+// Rows counted are the same however pg_dump cut the data into chunks:
+// one per row (as pg_dump -Z0 writes), one byte each, the end marker
+// split anywhere, or a long chunk.
+func TestRowsWhateverTheChunks(t *testing.T) {
+	data := "1\ta\n2\tb\\nc\n3\t\\.\n4\td\n\\.\n\n\n"
+	cuts := map[string][]string{
+		"one":  {data},
+		"rows": {"1\ta\n", "2\tb\\nc\n", "3\t\\.\n", "4\td\n", "\\.\n\n\n"},
+	}
+	var bytewise []string
+	for i := range data {
+		bytewise = append(bytewise, data[i:i+1])
+	}
+	cuts["bytes"] = bytewise
+	for at := 1; at < len(data); at++ {
+		cuts[fmt.Sprintf("cut at %d", at)] = []string{data[:at], data[at:]}
+	}
+	for name, chunks := range cuts {
+		entries := []tocEntry{
+			{id: 200, tag: "t1", desc: "TABLE", namespace: "public"},
+			{id: 3300, tag: "t1", desc: "TABLE DATA", namespace: "public", dependsOn: []string{"200"}, dataChunks: chunks},
+		}
+		st, err := dump.ReadArchiveStats(bytes.NewReader(smallArchive(15, entries)))
+		if err != nil || st.Rows != 4 {
+			t.Errorf("%s: %v rows, %v; want 4", name, st, err)
+		}
+	}
 }
