@@ -71,6 +71,8 @@ func TestBenchDump(t *testing.T) {
 	measure("pg_dump -Fc -Z0 | zstd -1", nil, fileSize(zs), "/bin/bash", "-o", "pipefail", "-c", fmt.Sprintf("%s -h %s -p %d -U postgres -Fc -Z0 bench | zstd -1 -q -T0 > %s",
 		filepath.Join(pgBinDir, "pg_dump"), pg.sock, pg.port, zs))
 
+	addSummary(pathResult{path: fmt.Sprintf("dump, %.1f GiB database", float64(dbBytes)/(1<<30)), unit: "s", pgward: rows[0].secs, ref: rows[2].secs,
+		refName: "pg_dump -Fc", rssKB: rows[0].rssKB, target: "≥ 1.0×"})
 	var b strings.Builder
 	fmt.Fprintf(&b, "\npgward dump bench: pgbench scale %d, database of %.2f GiB\n\n", scale, float64(dbBytes)/(1<<30))
 	fmt.Fprintf(&b, "  %-28s %8s %12s %12s %10s %10s\n", "", "seconds", "DB MiB/s", "stored MiB", "vs pg_dump", "peak RSS")

@@ -158,8 +158,13 @@ func TestBenchBackupRestore(t *testing.T) {
 	}
 	rows = append(rows, row{"pgward restore, until synced", pgwRestore, 0}, row{"pgBackRest restore, until synced", pgbrRestore, 0})
 
-	var b strings.Builder
 	gib := float64(dbBytes) / (1 << 30)
+	size := fmt.Sprintf("%.1f GiB", gib)
+	addSummary(pathResult{path: "backup, " + size, unit: "s", pgward: pgwBackup.secs, ref: pgbrBackup.secs, refName: "process-max 2",
+		cpu: pgwBackup.cpu, rssKB: pgwBackup.rssKB, target: "≥ 1.2×"})
+	addSummary(pathResult{path: "restore until synced, " + size, unit: "s", pgward: pgwRestore.secs, ref: pgbrRestore.secs, refName: "process-max 2",
+		cpu: pgwRestore.cpu, rssKB: pgwRestore.rssKB, target: "≥ 1.35×"})
+	var b strings.Builder
 	fmt.Fprintf(&b, "\nbackup and restore beside pgBackRest (process-max 2, zst 1, aes-256-cbc): pgbench scale %d + %d, %.2f GiB\n\n", mainScale, extraScale, gib)
 	fmt.Fprintf(&b, "  %-34s %8s %9s %8s %10s %8s\n", "", "seconds", "MiB/s", "CPU s", "peak RSS", "ratio")
 	for i, r := range rows {

@@ -132,6 +132,35 @@ func TestBench(t *testing.T) {
 		t.Log("pgbackrest not installed: no comparison (apt-get install pgbackrest)")
 	}
 
+	if pgbrPush.elapsed > 0 {
+		rowOf := func(path, repo string) row {
+			for _, r := range rows {
+				if r.path == path && r.repo == repo {
+					return r
+				}
+			}
+			t.Fatalf("no bench row %s %s", path, repo)
+			return row{}
+		}
+		n := len(segs)
+		for _, c := range []struct {
+			path, row, refName, target string
+			ref                        rate
+		}{
+			{"wal-push, steady", "wal-push", "archive-push", "≥ 2×", pgbrPush},
+			{"wal-push, steady, signed", "wal-push, signed", "archive-push", "≥ 2×", pgbrPush},
+			{"wal-push, backlog of 64, signed", "wal-push, backlog", "async, process-max 2", "≥ 1.5×", pgbrBacklog},
+			{"wal-push, backlog, --push-ahead 16", "wal-push, backlog, ahead 16", "async, process-max 2", "≥ 1.5×", pgbrBacklog},
+			{"wal-fetch, prefetch 8", "wal-fetch, prefetch 8", "archive-get", "≥ 2×", pgbrGet},
+			{"wal-fetch, signed, prefetch 8", "wal-fetch, signed, pref. 8", "archive-get", "≥ 2×", pgbrGet},
+			{"wal-fetch, no prefetch", "wal-fetch, no prefetch", "archive-get", "", pgbrGet},
+		} {
+			r := rowOf(c.row, "file")
+			addSummary(pathResult{path: c.path, unit: "seg/s", pgward: r.rate, ref: c.ref.perSecond(n), refName: c.refName,
+				higherBetter: true, rssKB: r.rssKB, target: c.target})
+		}
+	}
+
 	var b strings.Builder
 	fmt.Fprintf(&b, "\npgward bench: %d real segments of %d MiB from pgbench, one process per segment\n\n", len(segs), segBytes/int64(len(segs))>>20)
 	fmt.Fprintf(&b, "%-28s %-6s %10s %12s %10s  %s\n", "path", "repo", "seg/s", "vs pgBackRest", "peak RSS", "")

@@ -28,6 +28,9 @@ var (
 	runHome  string
 )
 
+// afterTests run once every test has: the benches print their summary.
+var afterTests []func()
+
 func TestMain(m *testing.M) {
 	code, err := setup()
 	if err != nil {
@@ -35,6 +38,9 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	code = m.Run()
+	for _, f := range afterTests {
+		f()
+	}
 	if code == 0 {
 		os.RemoveAll(workDir)
 	}
