@@ -82,20 +82,16 @@ func (a *Archive) fetch(ctx context.Context, name, dest string, opt fetchOptions
 	var n int64
 	var claims *seal.Claims
 	if info.Size >= 0 && info.Size <= openInMemoryMax && want.Size <= openInMemoryMax {
-		// A segment-sized object: read it whole and decompress its frames
-		// in parallel, then write the file in one go.
-		sealed, err := io.ReadAll(io.LimitReader(rc, openInMemoryMax+1))
-		if err != nil {
+		// A segment-sized object: read it whole in one buffer of its
+		// size, and decompress its frames ahead of writing them.
+		buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
+		if _, err := buf.ReadFrom(io.LimitReader(rc, openInMemoryMax+1)); err != nil {
 			wg.Wait()
 			return fmt.Errorf("fetch %s: read: %w", name, err)
 		}
-		plain, c, err := a.Opener.OpenBytesClaims(sealed, openInMemoryMax, want)
-		if errors.Is(err, seal.ErrTooLarge) {
-			n, claims, err = a.unsealTo(tmp, bytes.NewReader(sealed), want)
-		} else if err == nil {
-			n, claims = int64(len(plain)), c
-			_, err = tmp.Write(plain)
-		}
+		// No WAL file is larger than a segment can be; what claims more
+		// is refused before it fills the disk.
+		n, claims, err = a.Opener.OpenBytesTo(tmp, buf.Bytes(), wal.MaxSegmentSize, want)
 		if err != nil {
 			wg.Wait()
 			return fmt.Errorf("fetch %s: %w", name, err)

@@ -398,6 +398,7 @@ type Opener struct {
 	trust       Trust
 	decoderOnce sync.Once
 	decoder     *zstd.Decoder // for OpenBytes
+	frameBufs   sync.Pool     // ChunkSize buffers for OpenBytesTo
 }
 
 // NewOpener returns an Opener for identities. Until Trust is set it checks

@@ -312,9 +312,17 @@ func TestOpenBytes(t *testing.T) {
 			if !bytes.Equal(got, data) {
 				t.Fatalf("OpenBytes returned %d bytes that differ from the %d sealed", len(got), len(data))
 			}
+			var to bytes.Buffer
+			if n, _, err := opener.OpenBytesTo(&to, sealed, 1<<30, seal.Expect{Size: -1}); err != nil || n != int64(len(data)) || !bytes.Equal(to.Bytes(), data) {
+				t.Fatalf("OpenBytesTo: %d bytes (%d written), %v; want the %d sealed", n, to.Len(), err, len(data))
+			}
 			if tc.size > 0 {
 				if _, err := opener.OpenBytes(sealed, int64(tc.size-1), seal.Expect{Size: -1}); !errors.Is(err, seal.ErrTooLarge) {
 					t.Errorf("OpenBytes with a smaller limit: %v, want ErrTooLarge", err)
+				}
+				to.Reset()
+				if _, _, err := opener.OpenBytesTo(&to, sealed, int64(tc.size-1), seal.Expect{Size: -1}); !errors.Is(err, seal.ErrTooLarge) || to.Len() > tc.size {
+					t.Errorf("OpenBytesTo with a smaller limit: %v after %d bytes, want ErrTooLarge", err, to.Len())
 				}
 			}
 		})
@@ -330,6 +338,14 @@ func TestOpenBytes(t *testing.T) {
 	got, err := seal.NewOpener(nil).OpenBytes(foreign.Bytes(), 1<<30, seal.Expect{Size: -1})
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("foreign zstd stream: %d bytes, %v", len(got), err)
+	}
+	var to bytes.Buffer
+	if _, _, err := seal.NewOpener(nil).OpenBytesTo(&to, foreign.Bytes(), 1<<30, seal.Expect{Size: -1}); err != nil || !bytes.Equal(to.Bytes(), data) {
+		t.Fatalf("foreign zstd stream into a writer: %d bytes, %v", to.Len(), err)
+	}
+	to.Reset()
+	if _, _, err := seal.NewOpener(nil).OpenBytesTo(&to, foreign.Bytes(), 1<<20, seal.Expect{Size: -1}); !errors.Is(err, seal.ErrTooLarge) || to.Len() > 1<<20+1 {
+		t.Fatalf("foreign zstd stream over the limit: %v after %d bytes, want ErrTooLarge", err, to.Len())
 	}
 
 	sealed := sealBytes(t, seal.NewSealer(rcpt, seal.LevelFastest, 0), walLike(8<<20))
@@ -355,6 +371,9 @@ func TestOpenBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.opener.OpenBytes(tc.object, 1<<30, seal.Expect{Size: -1}); !errors.Is(err, tc.want) {
 				t.Fatalf("OpenBytes = %v, want %v", err, tc.want)
+			}
+			if _, _, err := tc.opener.OpenBytesTo(io.Discard, tc.object, 1<<30, seal.Expect{Size: -1}); !errors.Is(err, tc.want) {
+				t.Fatalf("OpenBytesTo = %v, want %v", err, tc.want)
 			}
 		})
 	}

@@ -50,9 +50,9 @@ const (
 	// stream's, not the plaintext's (decompressing it only to hash it
 	// would cost a backup a third of its time).
 	KindBackupStream = "backup-stream"
-	KindDump           = "dump"
-	KindDumpTables     = "dump-tables"
-	KindDocument       = "document"
+	KindDump         = "dump"
+	KindDumpTables   = "dump-tables"
+	KindDocument     = "document"
 )
 
 const (

@@ -77,6 +77,14 @@ func read(t *testing.T, o *seal.Opener, object []byte, want seal.Expect) ([]byte
 	if err == nil && !bytes.Equal(got, mem) {
 		t.Fatal("streaming and in-memory reads differ")
 	}
+	var to bytes.Buffer
+	n, _, terr := o.OpenBytesTo(&to, object, 1<<30, want)
+	if (err == nil) != (terr == nil) {
+		t.Fatalf("streaming read: %v; in memory into a writer: %v", err, terr)
+	}
+	if err == nil && (!bytes.Equal(got, to.Bytes()) || n != int64(len(got))) {
+		t.Fatalf("streaming and in-memory-into-a-writer reads differ (%d bytes, %d reported)", to.Len(), n)
+	}
 	return got, err
 }
 
@@ -151,7 +159,7 @@ func TestUnsignedObjects(t *testing.T) {
 	lenient := seal.NewOpener(nil).SetTrust(seal.Trust{Signers: []seal.PublicKey{pub}, AllowUnsigned: true,
 		OnUnsigned: func(k string) { warned = append(warned, k) }})
 	got, err := read(t, lenient, unsigned, seal.Expect{Key: "k", Size: -1})
-	if err != nil || string(got) != "old object" || len(warned) != 2 { // once per read: streaming and in memory
+	if err != nil || string(got) != "old object" || len(warned) != 3 { // once per read: streaming, in memory, in memory into a writer
 		t.Fatalf("--allow-unsigned: %q, %v, warned %v", got, err, warned)
 	}
 }
