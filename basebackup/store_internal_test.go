@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -116,9 +117,15 @@ func TestStoreSinkCompressedArchive(t *testing.T) {
 	store := memory.New()
 	s := &storeSink{ctx: t.Context(), store: store, layout: catalog.Layout{Cluster: "c"}, id: "B1", partSize: 1 << 20, compressed: true,
 		sealer: seal.NewSealer([]age.Recipient{id.Recipient()}, seal.LevelFastest, 1)}
-	plain := bytes.Repeat([]byte("base-data-"), 500_000) // 5 MB: over the part size
+	// Random data, so the stream itself is over the part size: cut, it
+	// would be several parts.
+	plain := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{1}).Read(plain)
 	enc, _ := zstd.NewWriter(nil)
 	stream := enc.EncodeAll(plain, nil)
+	if len(stream) <= int(s.partSize) {
+		t.Fatalf("the stream is %d bytes, not over the %d part size", len(stream), s.partSize)
+	}
 	if err := s.Archive("base.tar", ""); err == nil {
 		t.Fatal("an uncompressed archive was accepted where a compressed one was asked for")
 	}

@@ -55,8 +55,9 @@ func (o *Opener) OpenBytesClaims(sealed []byte, maxSize int64, want Expect) ([]b
 // (issue 12). It returns the plaintext's length and the verified claims
 // of a signed object. What w receives is unverified until OpenBytesTo
 // returns nil. A plaintext over maxSize returns an error wrapping
-// ErrTooLarge, having written at most maxSize+1 bytes of it. Objects of another shape (a backup stream, frames without
-// their content size) are streamed through NewReader.
+// ErrTooLarge, having written at most maxSize+1 bytes of it. Objects of
+// another shape (a backup stream, frames without their content size, or
+// larger than ChunkSize) are streamed through NewReader.
 func (o *Opener) OpenBytesTo(w io.Writer, sealed []byte, maxSize int64, want Expect) (int64, *Claims, error) {
 	compressed, record, err := o.openFrames(sealed)
 	if err != nil {
