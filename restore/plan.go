@@ -109,24 +109,27 @@ func CheckConfValue(s string) error {
 	return nil
 }
 
-// ParseTime reads RFC 3339 or "YYYY-MM-DD HH:MM:SS[.ffffff][±TZ]"; without
-// a zone, the time is in loc.
+// ParseTime reads RFC 3339 or "YYYY-MM-DD HH:MM[:SS[.ffffff]][±TZ]" (a T
+// for the space too); without a zone, the time is in loc.
 func ParseTime(s string, loc *time.Location) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	for _, layout := range []string{
-		"2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z0700", "2006-01-02 15:04:05.999999999Z07",
-	} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
+	// With a space or a T, with or without seconds (a DBA says "10:00").
+	for _, sep := range []string{" ", "T"} {
+		for _, clock := range []string{"15:04:05.999999999", "15:04"} {
+			for _, zone := range []string{"Z07:00", "Z0700", "Z07"} {
+				if t, err := time.Parse("2006-01-02"+sep+clock+zone, s); err == nil {
+					return t, nil
+				}
+			}
+			if t, err := time.ParseInLocation("2006-01-02"+sep+clock, s, loc); err == nil {
+				return t, nil
+			}
 		}
 	}
-	if t, err := time.ParseInLocation("2006-01-02 15:04:05.999999999", s, loc); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-11-20T14:03:00+01:00) or 2026-11-20 14:03:00[.ffffff][+01]", s)
+	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-11-20T14:03:00+01:00) or 2026-11-20 14:03[:00[.ffffff]][+01]", s)
 }
 
 // WALEnd is the newest WAL the repository holds on one timeline.

@@ -101,13 +101,18 @@ func TestParseTime(t *testing.T) {
 		"2026-11-20 14:03:00.123456+01:00": "2026-11-20T13:03:00.123456Z",
 		"2026-11-20 14:03:00":              "2026-11-20T13:03:00Z", // in Berlin
 		"2026-11-20 14:03:00Z":             "2026-11-20T14:03:00Z",
+		"2026-11-20 10:00":                 "2026-11-20T09:00:00Z", // no seconds, as a DBA says it
+		"2026-11-20 10:00+01":              "2026-11-20T09:00:00Z",
+		"2026-11-20T10:00":                 "2026-11-20T09:00:00Z",
+		"2026-11-20T10:00Z":                "2026-11-20T10:00:00Z",
+		" 2026-11-20 10:00:30 ":            "2026-11-20T09:00:30Z",
 	} {
 		got, err := restore.ParseTime(in, berlin)
 		if err != nil || got.UTC().Format(time.RFC3339Nano) != want {
 			t.Errorf("ParseTime(%q) = %s, %v; want %s", in, got.UTC().Format(time.RFC3339Nano), err, want)
 		}
 	}
-	for _, bad := range []string{"yesterday", "2026-13-01 00:00:00", "14:03"} {
+	for _, bad := range []string{"yesterday", "2026-13-01 00:00:00", "14:03", "2026-11-20 10", ""} {
 		if _, err := restore.ParseTime(bad, time.UTC); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
 			t.Errorf("ParseTime(%q) = %v, want an error with an example", bad, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/internal/config"
 	"github.com/pgward/pgward/storage"
 )
 
@@ -88,7 +89,7 @@ func newBackupConfig(c *cli.Context, a *archive.Archive, log *slog.Logger, flagP
 		return basebackup.Config{}, fmt.Errorf("--%scheckpoint %s: want fast or spread", flagPrefix, shortQuote(checkpoint))
 	}
 	if maxRate := c.String(flagPrefix + "max-rate"); maxRate != "" {
-		rate, err := parseByteSize(maxRate)
+		rate, err := config.ParseSize(maxRate)
 		if err != nil || rate < 32000 || rate > 1<<30 {
 			return basebackup.Config{}, fmt.Errorf("--%smax-rate %s: want 32kB to 1GiB per second", flagPrefix, shortQuote(maxRate))
 		}
@@ -106,7 +107,7 @@ func newBackupConfig(c *cli.Context, a *archive.Archive, log *slog.Logger, flagP
 		return basebackup.Config{}, fmt.Errorf("--%scompress-workers %d: want 0 to %d", flagPrefix, opts.CompressWorkers, basebackup.MaxCompressWorkers)
 	}
 	partSize := c.String(flagPrefix + "part-size")
-	size, err := parseByteSize(partSize)
+	size, err := config.ParseSize(partSize)
 	if err != nil || size < 1<<20 {
 		return basebackup.Config{}, fmt.Errorf("--%spart-size %s: want at least 1MiB", flagPrefix, shortQuote(partSize))
 	}

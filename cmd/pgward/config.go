@@ -15,7 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/urfave/cli/v2"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
@@ -30,6 +29,7 @@ import (
 // flag, an environment variable and a key of the --config YAML file.
 const (
 	flagConfig       = "config"
+	flagConfigDir    = "config-dir"
 	flagRepo         = "repo"
 	flagCluster      = "cluster"
 	flagRecipient    = "recipient"
@@ -48,7 +48,8 @@ const (
 
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagConfig, EnvVars: []string{"PGWARD_CONFIG"}, Usage: "read settings from this YAML `FILE` (keys are the long option names, e.g. repo: s3://bucket/pg)"},
+		&cli.StringFlag{Name: flagConfig, EnvVars: []string{"PGWARD_CONFIG"}, DefaultText: defaultConfigFile + ", if it exists", Usage: "read settings from this YAML `FILE`: options at the top (repo: s3://bucket/pg), a command's in its section (backup: {checkpoint: fast}), a cluster's under clusters: NAME"},
+		&cli.StringFlag{Name: flagConfigDir, EnvVars: []string{"PGWARD_CONFIG_DIR"}, DefaultText: "conf.d beside the config file", Usage: "read the cluster's own settings from `DIR`/CLUSTER.yaml (shaped as the config file, without clusters:)"},
 		&cli.StringFlag{Name: flagRepo, EnvVars: []string{"PGWARD_REPO"}, Usage: "repository `URL`: file:///var/lib/pgward/repo or s3://bucket/prefix"},
 		&cli.StringFlag{Name: flagCluster, EnvVars: []string{"PGWARD_CLUSTER"}, Value: catalog.DefaultCluster, Usage: "cluster `NAME` inside the repository; one per PostgreSQL system"},
 		&cli.StringFlag{Name: flagRecipient, EnvVars: []string{"PGWARD_RECIPIENT"}, Usage: "age public key(s) to encrypt to, comma-separated (`age1…`, from 'pgward keys generate')"},
@@ -63,192 +64,6 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagAllowUnsigned, EnvVars: []string{"PGWARD_ALLOW_UNSIGNED"}, Usage: "with --trusted-signer: still read objects that carry no signature (a repository written before signing), with a warning"},
 		&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{"PGWARD_LOG_LEVEL"}, Value: "info", Usage: "log `LEVEL`: debug, info, warn or error"},
 	}
-}
-
-// configKeys are the settings the YAML file may hold.
-var configKeys = []string{
-	flagRepo, flagCluster, flagRecipient, flagIdentityFile, flagNoEncryption,
-	flagS3Endpoint, flagS3Region, flagS3Insecure, flagS3PathStyle, flagLogLevel,
-	flagSigningKeyFile, flagTrustedSigner, flagAllowUnsigned,
-}
-
-// loadConfigFile applies the YAML file's values to the global settings
-// that neither a flag nor an environment variable set, and keeps its
-// connection strings (connConfigKeys) for the commands that read them.
-func loadConfigFile(c *cli.Context) error {
-	path := c.String(flagConfig)
-	if path == "" {
-		return nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
-	values, err := parseConfigFile(data, func(key string) configKind {
-		switch {
-		case slices.Contains(configListKeys, key):
-			return kindList
-		case isBoolFlag(c.App.Flags, key):
-			return kindBool
-		}
-		return kindString
-	})
-	if err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	conns := map[string]string{}
-	for _, kv := range values {
-		if slices.Contains(connConfigKeys, kv.key) {
-			conns[kv.key] = kv.value
-			continue
-		}
-		if c.IsSet(kv.key) {
-			continue // a flag or environment variable wins
-		}
-		if err := c.Set(kv.key, kv.value); err != nil {
-			return fmt.Errorf("config file %s: key %s: %w", path, kv.key, err)
-		}
-	}
-	if c.App.Metadata == nil {
-		c.App.Metadata = map[string]any{}
-	}
-	c.App.Metadata[configConnsKey] = conns
-	return nil
-}
-
-// connConfigKeys are the config file's keys for the commands' connection
-// strings: each is its flag's environment variable without PGWARD_, so
-// `source` is stream's --source (PGWARD_SOURCE), `backup-source` also
-// backup's --source (PGWARD_BACKUP_SOURCE). A password may sit there, as in
-// the environment: neither shows in ps (issue 11).
-var connConfigKeys = []string{"source", "backup-source", "dump-source", "drill-target"}
-
-// configListKeys are the settings the config file may give as a YAML
-// list; the items are joined with commas.
-var configListKeys = []string{flagRecipient, flagTrustedSigner}
-
-// configConnsKey holds, in the App's Metadata, the connection strings the
-// config file gave.
-const configConnsKey = "pgward.config-connections"
-
-type configKind int
-
-const (
-	kindString configKind = iota
-	kindBool
-	kindList
-)
-
-type configValue struct{ key, value string }
-
-// parseConfigFile reads the YAML settings, in the order written. Every
-// value must be what its key takes (kind says which): a map, or a list for
-// a key that is not a list, is refused rather than turned into a string
-// such as "map[a:b]". A null value is left out. Errors name the key and
-// never show a value but a boolean's (a string may be a password).
-func parseConfigFile(data []byte, kind func(key string) configKind) ([]configValue, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, err
-	}
-	if len(doc.Content) == 0 {
-		return nil, nil // an empty file, or only comments
-	}
-	root := resolveAlias(doc.Content[0])
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return nil, nil
-	}
-	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("want settings as key: value lines (e.g. repo: s3://bucket/pg), got %s", nodeKind(root))
-	}
-	known := append(slices.Clone(configKeys), connConfigKeys...)
-	var values []configValue
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], resolveAlias(root.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("line %d: a key must be a name, got %s", k.Line, nodeKind(k))
-		}
-		key := k.Value
-		if !slices.Contains(known, key) {
-			return nil, fmt.Errorf("unknown key %q (known keys: %s)", key, strings.Join(known, ", "))
-		}
-		if seen[key] {
-			return nil, fmt.Errorf("key %s: given twice (line %d)", key, k.Line)
-		}
-		seen[key] = true
-		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
-			continue
-		}
-		value, err := configScalar(v, kind(key))
-		if err != nil {
-			return nil, fmt.Errorf("key %s: %w", key, err)
-		}
-		values = append(values, configValue{key, value})
-	}
-	return values, nil
-}
-
-// configScalar reads one setting's value as the flag takes it.
-func configScalar(v *yaml.Node, kind configKind) (string, error) {
-	switch kind {
-	case kindBool:
-		var b bool
-		if v.Kind != yaml.ScalarNode {
-			return "", fmt.Errorf("want true or false, got %s", nodeKind(v))
-		}
-		if v.Decode(&b) == nil {
-			return strconv.FormatBool(b), nil
-		}
-		// A quoted "true", as the environment variable would take it.
-		if b, err := strconv.ParseBool(v.Value); err == nil {
-			return strconv.FormatBool(b), nil
-		}
-		return "", fmt.Errorf("want true or false, got %s", shortQuote(v.Value))
-	case kindList:
-		if v.Kind == yaml.SequenceNode {
-			parts := make([]string, len(v.Content))
-			for i, item := range v.Content {
-				item = resolveAlias(item)
-				if item.Kind != yaml.ScalarNode || item.Tag == "!!null" {
-					return "", fmt.Errorf("item %d: want a string, got %s", i+1, nodeKind(item))
-				}
-				parts[i] = item.Value
-			}
-			return strings.Join(parts, ","), nil
-		}
-		if v.Kind != yaml.ScalarNode {
-			return "", fmt.Errorf("want a string or a list of strings, got %s", nodeKind(v))
-		}
-		return v.Value, nil
-	}
-	if v.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("want a string, got %s", nodeKind(v))
-	}
-	// The text as written: "cluster: 007" stays 007, not 7.
-	return v.Value, nil
-}
-
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-func nodeKind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing (null)"
-		}
-		return "a single value"
-	}
-	return "something else"
 }
 
 // shortQuote quotes a value that is no secret, cut to a readable length.
@@ -279,6 +94,9 @@ func isBoolFlag(flags []cli.Flag, name string) bool {
 func connFlag(c *cli.Context, name string) (string, error) {
 	v := c.String(name)
 	env := flagEnvVar(c, name)
+	if fromConfigFile(c, name) {
+		return v, nil
+	}
 	if c.IsSet(name) {
 		// urfave/cli does not say where a value came from: one equal to
 		// the flag's environment variable came from there (or the
@@ -290,13 +108,6 @@ func connFlag(c *cli.Context, name string) (string, error) {
 			return "", passwordOnCommandLine(name, env)
 		}
 		return v, nil
-	}
-	if key := connConfigKey(env); key != "" {
-		if conns, ok := c.App.Metadata[configConnsKey].(map[string]string); ok {
-			if fv, ok := conns[key]; ok {
-				return fv, nil
-			}
-		}
 	}
 	return v, nil
 }
@@ -323,8 +134,8 @@ func parseConn(name, s string) (*pgconn.Config, error) {
 // passwordOnCommandLine is connFlag's refusal. It never shows the string.
 func passwordOnCommandLine(name, env string) error {
 	where := "put the password in ~/.pgpass (or the file PGPASSFILE names) or in PGPASSWORD"
-	if key := connConfigKey(env); key != "" {
-		where += fmt.Sprintf(", or give the whole connection string in %s or as %s: in the --config file", env, key)
+	if env != "" {
+		where += fmt.Sprintf(", or give the whole connection string in %s or as %s: in the --config file", env, topKey(env))
 	}
 	return fmt.Errorf("--%s holds a password (not shown): refused, because every user of this host can read a command line (ps) "+
 		"for as long as pgward runs; remove it from --%s and %s", name, name, where)
@@ -346,16 +157,6 @@ func flagEnvVar(c *cli.Context, name string) string {
 	return ""
 }
 
-// connConfigKey is the config file's key for a connection string whose
-// flag reads environment variable env, or "" if the file has none.
-func connConfigKey(env string) string {
-	key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "PGWARD_")), "_", "-")
-	if env == "" || !slices.Contains(connConfigKeys, key) {
-		return ""
-	}
-	return key
-}
-
 // flagUsageError is an OnUsageError for urfave/cli: a value a flag cannot
 // take, from the command line or the environment, is reported with the
 // form the flag wants (urfave/cli says only "parse error" or quotes
@@ -373,17 +174,34 @@ func flagUsageError(c *cli.Context, err error, _ bool) error {
 	if m := envParseError.FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("environment variable %s (for --%s): want %s, got %s", m[3], m[4], flagWants(flags, m[4]), m[1])
 	}
+	// could not parse "soon" from environment variable "PGWARD_WINDOW" as value for flag window: …
+	if m := envGenericError.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("environment variable %s (for --%s): want %s, got %s", m[2], m[3], flagWants(flags, m[3]), m[1])
+	}
 	// invalid boolean value "maybe" for -force: parse error
 	// invalid value "x" for flag -keep-daily: parse error
 	if m := argParseError.FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("--%s %s: want %s", m[2], m[1], flagWants(flags, m[2]))
 	}
+	command := "pgward"
+	if c.Command != nil && c.Command.HelpName != "" {
+		command = c.Command.HelpName
+	}
+	// flag provided but not defined: -frob
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("unknown option --%s for '%s' (see '%s --help')", strings.TrimPrefix(name, "-"), command, command)
+	}
+	// flag needs an argument: -cluster
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Errorf("--%s needs a value (see '%s --help')", strings.TrimPrefix(name, "-"), command)
+	}
 	return err
 }
 
 var (
-	envParseError = regexp.MustCompile(`^could not parse ("(?:[^"\\]|\\.)*") as [\w ]+ value from (environment variable "([^"]+)"|file "[^"]*") for flag ([\w-]+): `)
-	argParseError = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-+([\w-]+): `)
+	envParseError   = regexp.MustCompile(`^could not parse ("(?:[^"\\]|\\.)*") as [\w ]+ value from (environment variable "([^"]+)"|file "[^"]*") for flag ([\w-]+): `)
+	envGenericError = regexp.MustCompile(`^could not parse ("(?:[^"\\]|\\.)*") from environment variable "([^"]+)" as value for flag ([\w-]+): `)
+	argParseError   = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-+([\w-]+): `)
 )
 
 // flagWants describes the values flag name takes.
@@ -401,6 +219,9 @@ func flagWants(flags []cli.Flag, name string) string {
 			return "a duration such as 90s, 15m or 168h"
 		case *cli.Float64Flag:
 			return "a number"
+		}
+		if isDuration(f) {
+			return "a duration such as 90s, 15m, 36h, 7d or 1d12h"
 		}
 	}
 	return "another value (see --help)"
@@ -445,7 +266,7 @@ func (s settings) env() []string {
 		"PGWARD_IDENTITY_FILE=" + s.IdentityFile, "PGWARD_NO_ENCRYPTION=" + b(s.NoEncryption),
 		"PGWARD_S3_ENDPOINT=" + s.S3Endpoint, "PGWARD_S3_REGION=" + s.S3Region,
 		"PGWARD_S3_INSECURE=" + b(s.S3Insecure), "PGWARD_S3_PATH_STYLE=" + b(s.S3PathStyle),
-		"PGWARD_LOG_LEVEL=" + s.LogLevel, "PGWARD_CONFIG=",
+		"PGWARD_LOG_LEVEL=" + s.LogLevel, "PGWARD_CONFIG=", "PGWARD_CONFIG_DIR=",
 		"PGWARD_SIGNING_KEY_FILE=" + s.SigningKeyFile, "PGWARD_TRUSTED_SIGNER=" + s.TrustedSigner,
 		"PGWARD_ALLOW_UNSIGNED=" + b(s.AllowUnsigned),
 	}

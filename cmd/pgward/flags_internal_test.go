@@ -213,12 +213,15 @@ func TestConfigFileValueKinds(t *testing.T) {
 		{"YAML 1.1 boolean", "repo: yaml://x\nno-encryption: yes\n", exitError, []string{`unknown repository scheme "yaml"`}, nil},
 		{"signing key file is a string", "repo: yaml://x\nno-encryption: true\nsigning-key-file: {path: /x}\n", exitError, []string{"key signing-key-file: want a string, got a map"}, nil},
 		{"connection string is a string", "repo: yaml://x\nno-encryption: true\nsource: [host=a]\n", exitError, []string{"key source: want a string, got a list"}, nil},
-		{"twice", "repo: yaml://x\nrepo: yaml://y\n", exitError, []string{"key repo: given twice (line 2)"}, nil},
+		{"twice", "repo: yaml://x\nrepo: yaml://y\n", exitError, []string{"key repo: given twice (line 2, first on line 1)"}, nil},
 		{"not a mapping", "- repo\n", exitError, []string{"want settings as key: value lines", "got a list"}, nil},
 		{"a key that is a map", "{a: b}: c\n", exitError, []string{"a key must be a name"}, nil},
 		{"number kept as written", "repo: yaml://x\nno-encryption: true\ncluster: 007\n", exitError, []string{`unknown repository scheme "yaml"`}, nil},
 		{"alias", "repo: &r yaml://x\nno-encryption: true\ns3-region: *r\n", exitError, []string{`unknown repository scheme "yaml"`}, nil},
-		{"unknown key lists the new keys", "rpo: x\n", exitError, []string{`unknown key "rpo"`, "signing-key-file", "trusted-signer", "allow-unsigned", "backup-source"}, nil},
+		{"unknown key suggests one", "singing-key-file: x\n", exitError, []string{`unknown key "singing-key-file" (did you mean signing-key-file?)`}, nil},
+		{"a command's option in its section", "repo: yaml://x\nno-encryption: true\nwal-push:\n  frob: 1\n", exitError, []string{`(section wal-push): unknown key "frob"`}, nil},
+		{"a global in a section", "wal-push:\n  repo: yaml://x\n", exitError, []string{"key repo is a global option"}, nil},
+		{"force is never read from the file", "force: true\n", exitError, []string{`unknown key "force"`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			isolate(t)
@@ -245,7 +248,8 @@ func TestFlagValueErrorsSayWhatToWrite(t *testing.T) {
 		{"env number", "PGWARD_KEEP_DAILY=seven", []string{"dump", "prune"}, `environment variable PGWARD_KEEP_DAILY (for --keep-daily): want a whole number, got "seven"`},
 		{"flag boolean", "", []string{"backup", "delete", "--force=maybe", "x"}, `--force "maybe": want true or false`},
 		{"flag number", "", []string{"dump", "prune", "--keep-weekly", "4w"}, `--keep-weekly "4w": want a whole number`},
-		{"flag duration", "", []string{"backup", "delete", "--retention-window", "7d", "x"}, `--retention-window "7d": want a duration such as 90s, 15m or 168h`},
+		{"flag duration", "", []string{"backup", "delete", "--retention-window", "7days", "x"}, `--retention-window "7days": want a duration such as 90s, 15m, 36h, 7d or 1d12h`},
+		{"env duration", "PGWARD_WINDOW=soon", []string{"prune"}, `environment variable PGWARD_WINDOW (for --window): want a duration such as 90s, 15m, 36h, 7d or 1d12h, got "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if k, v, ok := strings.Cut(tc.env, "="); ok {
@@ -267,7 +271,11 @@ func TestFlagValueErrorsSayWhatToWrite(t *testing.T) {
 	if want := `--s3-insecure "maybe": want true or false`; err.Error() != want {
 		t.Errorf("flagUsageError = %q, want %q", err, want)
 	}
-	other := errors.New("flag provided but not defined: -frob")
+	err = flagUsageError(c, errors.New("flag provided but not defined: -frob"), false)
+	if want := "unknown option --frob for 'pgward' (see 'pgward --help')"; err.Error() != want {
+		t.Errorf("flagUsageError = %q, want %q", err, want)
+	}
+	other := errors.New("something else")
 	if err := flagUsageError(c, other, false); err != other {
 		t.Errorf("flagUsageError changed %q into %q", other, err)
 	}

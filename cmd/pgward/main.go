@@ -13,10 +13,13 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"syscall"
 	_ "time/tzdata" // backup schedules name time zones; hosts may lack zoneinfo
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgward/pgward/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -116,7 +119,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (status i
 		}
 	}()
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, args)
+	args, err := hoistGlobalFlags(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -161,7 +167,7 @@ func buildVersion() string {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "pgward",
 		Usage:   "archive PostgreSQL WAL, compressed and encrypted, and fetch it back for recovery",
 		Version: buildVersion(),
@@ -170,18 +176,20 @@ or an S3-compatible bucket (s3://bucket/prefix). Every object is compressed
 with zstd and encrypted with age to X25519 recipients; the database host needs
 only the public key (recipient), restore hosts hold the identity (secret key).
 
-Every global option is also an environment variable and a key of the YAML
-file given with --config; a flag beats the environment, which beats the file.
+Every option is also an environment variable (PGWARD_<OPTION>, shown in each
+command's help) and a key of the YAML file (--config, by default
+/etc/pgward/pgward.yaml): a flag beats the environment, which beats the file.
+Options may come before or after the command.
 
 In postgresql.conf:
    archive_mode = on
-   archive_command = 'pgward --config /etc/pgward.yaml wal-push %p'
+   archive_command = 'pgward --config /etc/pgward/pgward.yaml wal-push %p'
 and for recovery:
-   restore_command = 'pgward --config /etc/pgward.yaml wal-fetch %f %p'
+   restore_command = 'pgward --config /etc/pgward/pgward.yaml wal-fetch %f %p'
 
 Start with:  pgward keys generate --output /secure/place/pgward.key`,
 		Flags:                globalFlags(),
-		Before:               loadConfigFile,
+		Before:               loadConfig,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,
@@ -199,9 +207,31 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			dumpCommand(),
 			keysCommand(),
 		},
+		Action:         unknownCommand,
 		OnUsageError:   flagUsageError,               // a bad global value says what form it wants
 		ExitErrHandler: func(*cli.Context, error) {}, // run() prints and exits
 	}
+	prepareCommands(app.Commands, nil)
+	return app
+}
+
+// unknownCommand is the App's action: it runs only when no command was
+// named, or an unknown one.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowAppHelp(c)
+	}
+	name := c.Args().First()
+	var names []string
+	for _, cmd := range c.App.Commands {
+		if !cmd.Hidden {
+			names = append(names, cmd.Name)
+		}
+	}
+	if best := config.Suggest(name, names); best != "" {
+		return fmt.Errorf("unknown command %s (did you mean %s?; see 'pgward --help')", shortQuote(name), best)
+	}
+	return fmt.Errorf("unknown command %s: pgward's commands are %s (see 'pgward --help')", shortQuote(name), strings.Join(names, ", "))
 }
 
 // printJSON writes v as indented JSON, for --json output.

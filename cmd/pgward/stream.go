@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/internal/config"
 	"github.com/pgward/pgward/internal/schedule"
 	"github.com/pgward/pgward/stream"
 )
@@ -101,7 +101,7 @@ func runStream(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	spoolMax, err := parseByteSize(c.String("spool-max"))
+	spoolMax, err := config.ParseSize(c.String("spool-max"))
 	if err != nil {
 		return fmt.Errorf("--spool-max: %w", err)
 	}
@@ -224,26 +224,4 @@ func runStream(c *cli.Context) error {
 	startDumps(ctx, &wg)
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
-}
-
-// parseByteSize reads sizes like 512MiB, 1GiB, 1048576.
-func parseByteSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}, {"B", 1}}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-			if err != nil || n <= 0 {
-				return 0, fmt.Errorf("invalid size %q: want a positive number with a unit, like 512MiB", s)
-			}
-			return n * u.mult, nil
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("invalid size %q: want a positive number with a unit, like 512MiB", s)
-	}
-	return n, nil
 }

@@ -24,7 +24,7 @@ func walPushCommand() *cli.Command {
 		Description: `Compresses, encrypts and stores one WAL segment, .partial, .history or .backup
 file under its own name. Use it as PostgreSQL's archive_command:
 
-   archive_command = 'pgward --config /etc/pgward.yaml wal-push %p'
+   archive_command = 'pgward --config /etc/pgward/pgward.yaml wal-push %p'
 
 Exit status 0 means the file is safely stored: written completely and synced,
 or already stored with identical content. Different content already stored
@@ -100,7 +100,7 @@ func walFetchCommand() *cli.Command {
 it against the checksum stored with it, and writes it to %p. Use it as
 PostgreSQL's restore_command:
 
-   restore_command = 'pgward --config /etc/pgward.yaml wal-fetch %f %p'
+   restore_command = 'pgward --config /etc/pgward/pgward.yaml wal-fetch %f %p'
 
 Exit status: 0 when the file was written; 1 when the repository does not hold
 it (PostgreSQL then ends recovery); 255 on any real error (storage unreachable,
@@ -116,7 +116,9 @@ Reading encrypted objects needs --identity-file / PGWARD_IDENTITY_FILE.`,
 			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"PGWARD_PREFETCH"}, Value: defaultPrefetch, Usage: "fetch up to `N` following segments ahead, in parallel (0 turns prefetching off)"},
 			&cli.StringFlag{Name: "spool-dir", EnvVars: []string{"PGWARD_SPOOL_DIR"}, Usage: "keep prefetched segments in `DIR` (default: .pgward-prefetch next to the destination, inside pg_wal)"},
 		},
-		OnUsageError: func(c *cli.Context, err error, _ bool) error { return withStatus(exitFatal, err) },
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return withStatus(exitFatal, flagUsageError(c, err, false))
+		},
 		Action: func(c *cli.Context) error {
 			// Every failure but "not in the repository" must exit above 125.
 			return withStatus(exitFatal, walFetch(c))
