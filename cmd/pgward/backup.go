@@ -61,7 +61,7 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 				Name: "delete", Usage: "delete a backup (refused while retention still needs it, unless --force)", ArgsUsage: "ID",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "force", Usage: "delete even what retention keeps"},
-					&cli.DurationFlag{Name: "retention-window", Value: catalog.DefaultRetentionWindow, Usage: "the point-in-time recovery `WINDOW` retention keeps"},
+					retentionWindowFlag("without a stored retention policy: the point-in-time recovery `WINDOW` retention keeps"),
 				},
 				Action:       runBackupDelete,
 				OnUsageError: flagUsageError,
@@ -275,10 +275,11 @@ func runBackupDelete(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	window := c.Duration("retention-window")
-	if window <= 0 {
-		return fmt.Errorf("--retention-window %s: want a positive duration, such as 168h", window)
+	policy, err := retentionPolicy(c.Context, c, store, layout, "")
+	if err != nil {
+		return err
 	}
+	window := policy.Window()
 	force := c.Bool("force")
 	if _, err := basebackup.Get(c.Context, store, layout, id, nil); err != nil && !(force && errors.Is(err, basebackup.ErrNoBackup)) {
 		if errors.Is(err, basebackup.ErrNoBackup) {

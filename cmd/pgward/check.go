@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/probe"
 )
 
@@ -28,7 +27,7 @@ identity (--identity-file).`,
 			&cli.DurationFlag{Name: "wal-critical", Value: probe.DefaultThresholds.WALCritical, Usage: "critical when the newest WAL is older than `AGE`"},
 			&cli.DurationFlag{Name: "backup-warning", Value: probe.DefaultThresholds.BackupWarning, Usage: "warn when the newest base backup is older than `AGE`"},
 			&cli.DurationFlag{Name: "backup-critical", Value: probe.DefaultThresholds.BackupCritical, Usage: "critical when the newest base backup is older than `AGE`"},
-			&cli.DurationFlag{Name: "window", Value: catalog.DefaultRetentionWindow, Usage: "the point-in-time recovery `WINDOW` retention keeps"},
+			retentionWindowFlag("without a stored retention policy: the point-in-time recovery `WINDOW` retention keeps", "window"),
 			&cli.BoolFlag{Name: "json", Usage: "print the facts as a JSON object"},
 		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error { return withStatus(int(probe.Unknown), err) },
@@ -43,7 +42,11 @@ identity (--identity-file).`,
 			}
 			th := probe.Thresholds{WALWarning: c.Duration("wal-warning"), WALCritical: c.Duration("wal-critical"),
 				BackupWarning: c.Duration("backup-warning"), BackupCritical: c.Duration("backup-critical")}
-			r := probe.Check(c.Context, a, clk(), th, c.Duration("window"))
+			policy, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "")
+			if err != nil {
+				return withStatus(int(probe.Unknown), err)
+			}
+			r := probe.Check(c.Context, a, clk(), th, policy.Window())
 			if c.Bool("json") {
 				if r.Reasons == nil {
 					r.Reasons = []string{}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -301,22 +302,22 @@ func runDumpRestore(c *cli.Context) error {
 	return nil
 }
 
-// dumpPolicy reads the --keep-* flags, in the time zone of flag tzFlag.
-func dumpPolicy(c *cli.Context, tzFlag string) (dump.Policy, error) {
-	loc, err := time.LoadLocation(c.String(tzFlag))
+// dumpPolicy is the dumps' retention: the repository's policy, or the
+// --keep-* options in the time zone of option tzFlag.
+func dumpPolicy(ctx context.Context, c *cli.Context, cat dump.Catalog, tzFlag string) (dump.Policy, error) {
+	p, err := retentionPolicy(ctx, c, cat.Store, cat.Layout, tzFlag)
 	if err != nil {
-		return dump.Policy{}, fmt.Errorf("--%s %q: %w", tzFlag, c.String(tzFlag), err)
+		return dump.Policy{}, err
 	}
-	p := dump.Policy{Daily: c.Int("keep-daily"), Weekly: c.Int("keep-weekly"), Monthly: c.Int("keep-monthly"), Location: loc}
-	return p, p.Validate()
+	return dumpRetention(p)
 }
 
 func runDumpPrune(c *cli.Context) error {
-	policy, err := dumpPolicy(c, "timezone")
+	cat, err := dumpCatalog(c)
 	if err != nil {
 		return err
 	}
-	cat, err := dumpCatalog(c)
+	policy, err := dumpPolicy(c.Context, c, cat, "timezone")
 	if err != nil {
 		return err
 	}

@@ -38,8 +38,8 @@ func dumpSchedules(c *cli.Context, src, drillTarget string, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
-	policy, err := dumpPolicy(c, "dump-timezone")
-	if err != nil {
+	// Fail at start on a retention the dumps cannot follow.
+	if _, err := dumpPolicy(c.Context, c, cat, "dump-timezone"); err != nil {
 		return nil, err
 	}
 	tools := dump.Tools{Dir: c.String("pg-bin")}
@@ -61,6 +61,13 @@ func dumpSchedules(c *cli.Context, src, drillTarget string, reg prometheus.Regis
 					// Prune all the same: retention counts the dumps that
 					// exist, so a database that keeps failing keeps its last
 					// good ones, and the others are not held back.
+				}
+				// The policy is read each time: 'pgward retention set'
+				// takes effect without a restart.
+				policy, err := dumpPolicy(ctx, c, cat, "dump-timezone")
+				if err != nil {
+					notify.failed(ctx, "dump-prune", err)
+					return
 				}
 				pres, err := cat.Prune(ctx, policy, time.Now(), false)
 				if err != nil {

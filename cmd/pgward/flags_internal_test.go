@@ -249,7 +249,7 @@ func TestFlagValueErrorsSayWhatToWrite(t *testing.T) {
 		{"flag boolean", "", []string{"backup", "delete", "--force=maybe", "x"}, `--force "maybe": want true or false`},
 		{"flag number", "", []string{"dump", "prune", "--keep-weekly", "4w"}, `--keep-weekly "4w": want a whole number`},
 		{"flag duration", "", []string{"backup", "delete", "--retention-window", "7days", "x"}, `--retention-window "7days": want a duration such as 90s, 15m, 36h, 7d or 1d12h`},
-		{"env duration", "PGWARD_WINDOW=soon", []string{"prune"}, `environment variable PGWARD_WINDOW (for --window): want a duration such as 90s, 15m, 36h, 7d or 1d12h, got "soon"`},
+		{"env duration", "PGWARD_WINDOW=soon", []string{"prune"}, `environment variable PGWARD_WINDOW (for --retention-window): want a duration such as 90s, 15m, 36h, 7d or 1d12h, got "soon"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if k, v, ok := strings.Cut(tc.env, "="); ok {
@@ -341,7 +341,7 @@ func TestBackupDeleteForceAfterID(t *testing.T) {
 	}{
 		{[]string{"delete", "x", "--frob"}, `delete: unknown option "--frob"`},
 		{[]string{"delete", "x", "--retention-window"}, "option --retention-window needs a value"},
-		{[]string{"delete", "x", "--retention-window", "-1h"}, "--retention-window -1h0m0s: want a positive duration"},
+		{[]string{"delete", "x", "--retention-window", "-1h"}, "retention window -1h0m0s: want at least 1h0m0s"},
 		{[]string{"delete", "x", "y", "--force"}, "delete takes one backup id (see 'pgward backup list'), got 2 arguments"},
 		{[]string{"delete", "--force"}, "got 0 arguments"},
 		{[]string{"delete", "", "--force"}, `invalid backup id ""`},

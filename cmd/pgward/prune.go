@@ -23,7 +23,8 @@ func pruneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "prune",
 		Usage: "apply retention: delete backups and WAL the recovery window no longer needs",
-		Description: `Keeps every base backup finished inside --window (default 7 days), the newest
+		Description: `Keeps every base backup finished inside the retention window (the repository's
+policy, 'pgward retention'; without one --retention-window, default 7 days), the newest
 one finished before it (the base of the window's oldest second) and pinned
 backups, and all WAL from the oldest kept backup's start; deletes the rest,
 and failed backups (no backup.json) older than the window. Ordering uses the
@@ -31,7 +32,7 @@ recorded times and LSNs, never object names. A backup's backup.json goes
 before its parts, so an interrupted prune never leaves a half-visible backup.
 Takes the backup lock. --dry-run lists what would go and why.`,
 		Flags: []cli.Flag{
-			&cli.DurationFlag{Name: "window", Value: catalog.DefaultRetentionWindow, Usage: "the point-in-time recovery `WINDOW` to keep"},
+			retentionWindowFlag("without a stored retention policy: the point-in-time recovery `WINDOW` to keep", "window"),
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be deleted, and why; delete nothing"},
 		},
 		Action: runPrune,
@@ -53,7 +54,11 @@ func runPrune(c *cli.Context) error {
 		return err
 	}
 	a.Opener = seal.NewOpener(nil).SetTrust(trust)
-	return prune(c.Context, a, log, now, c.Duration("window"), c.Bool("dry-run"), c.App.Writer)
+	policy, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "")
+	if err != nil {
+		return err
+	}
+	return prune(c.Context, a, log, now, policy.Window(), c.Bool("dry-run"), c.App.Writer)
 }
 
 // prune applies retention as of now(), printing each deletion and its

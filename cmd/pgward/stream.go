@@ -17,7 +17,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgward/pgward/basebackup"
-	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/internal/config"
 	"github.com/pgward/pgward/internal/schedule"
 	"github.com/pgward/pgward/stream"
@@ -60,7 +59,7 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "backup-part-size", Value: "1GiB", Usage: "part `SIZE` of scheduled backups"},
 			&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when a scheduled backup or prune fails (retried)"},
 			&cli.StringFlag{Name: "prune-schedule", EnvVars: []string{"PGWARD_PRUNE_SCHEDULE"}, Value: "0 3 * * *", Usage: "apply retention at these times (five cron `FIELDS`, in --backup-timezone; empty: never)"},
-			&cli.DurationFlag{Name: "prune-window", EnvVars: []string{"PGWARD_PRUNE_WINDOW"}, Value: catalog.DefaultRetentionWindow, Usage: "the recovery `WINDOW` scheduled prunes keep"},
+			retentionWindowFlag("without a stored retention policy: the recovery `WINDOW` scheduled prunes keep", "prune-window"),
 			&cli.StringFlag{Name: "dump-source", EnvVars: []string{"PGWARD_DUMP_SOURCE"}, Usage: "make logical dumps on schedule from the server at connection `STRING` (the replica); empty: no dumps"},
 			&cli.StringFlag{Name: "dump-schedule", EnvVars: []string{"PGWARD_DUMP_SCHEDULE"}, Value: "0 0 * * *", Usage: "when to dump every database (five cron `FIELDS`, in --dump-timezone); old dumps are pruned after each run"},
 			&cli.StringFlag{Name: "dump-timezone", EnvVars: []string{"PGWARD_DUMP_TIMEZONE"}, Value: basebackup.DefaultTimezone, Usage: "time `ZONE` of the dump and drill schedules and of dump retention's days"},
@@ -146,6 +145,10 @@ func runStream(c *cli.Context) error {
 		if pruneSched, err = schedule.Parse(spec, c.String("backup-timezone")); err != nil {
 			return fmt.Errorf("--prune-schedule: %w", err)
 		}
+		// Fail at start on a retention prune cannot follow.
+		if _, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "dump-timezone"); err != nil {
+			return err
+		}
 	}
 	startDumps, err := dumpSchedules(c, conns["dump-source"], conns["drill-target"], reg, notify, log)
 	if err != nil {
@@ -205,11 +208,16 @@ func runStream(c *cli.Context) error {
 		})
 	}
 	if pruneSched != nil {
-		window := c.Duration("prune-window")
 		wg.Go(func() {
 			schedule.Every(ctx, pruneSched, "prune", log, func() {
 				var out strings.Builder
-				if err := prune(ctx, a, log, time.Now, window, false, &out); err != nil {
+				// Read each time: 'pgward retention set' takes effect
+				// without a restart.
+				policy, err := retentionPolicy(ctx, c, a.Store, a.Layout, "dump-timezone")
+				if err == nil {
+					err = prune(ctx, a, log, time.Now, policy.Window(), false, &out)
+				}
+				if err != nil {
 					if ctx.Err() == nil {
 						log.Error("scheduled prune failed", "err", err)
 						notify.failed(ctx, "prune", err)
