@@ -240,6 +240,12 @@ type settings struct {
 	warnOnce                               *sync.Once // the no-trusted-signer warning, once per run
 }
 
+// withCluster returns the settings for another cluster.
+func (s settings) withCluster(name string) settings {
+	s.Cluster = name
+	return s
+}
+
 func settingsFrom(c *cli.Context) settings {
 	return settings{
 		Repo: c.String(flagRepo), Cluster: c.String(flagCluster),
@@ -283,6 +289,9 @@ func (s settings) logger(stderr io.Writer) (*slog.Logger, error) {
 // openRepo connects to the repository the settings name. It does not
 // contact the server.
 func (s settings) openRepo() (storage.Backend, catalog.Layout, error) {
+	if s.Cluster == allClusters {
+		return nil, catalog.Layout{}, fmt.Errorf("--cluster all names every cluster, which only %s take: name one cluster", strings.Join(perClusterCommands, ", "))
+	}
 	if err := catalog.ValidateClusterName(s.Cluster); err != nil {
 		return nil, catalog.Layout{}, err
 	}

@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (status i
 		}
 	}()
 	app := newApp(stdout, stderr)
+	app.Metadata = map[string]any{argsKey: slices.Clone(args)} // for --cluster all
 	args, err := hoistGlobalFlags(app, args)
 	if err == nil {
 		err = app.RunContext(ctx, args)
@@ -204,6 +205,7 @@ Start with:  pgward keys generate --output /secure/place/pgward.key`,
 			checkCommand(),
 			pruneCommand(),
 			retentionCommand(),
+			clustersCommand(),
 			verifyCommand(),
 			dumpCommand(),
 			keysCommand(),

@@ -97,6 +97,9 @@ func prepareCommands(cmds []*cli.Command, path []string) {
 		if cmd.OnUsageError == nil {
 			cmd.OnUsageError = flagUsageError
 		}
+		if slices.Contains(perClusterCommands, strings.Join(cmdPath, " ")) && cmd.Action != nil {
+			cmd.Action = perCluster(cmd.Action)
+		}
 		before := cmd.Before
 		cmd.Before = func(c *cli.Context) error {
 			if err := applyConfig(c, cmdPath, c.Command.Flags); err != nil {
@@ -220,6 +223,7 @@ func globalKeys(app *cli.App) []string {
 type configState struct {
 	cfg        *config.Config
 	cluster    string
+	confDir    string            // where the clusters' own files are
 	fromConfig map[string]string // option → where in the file it was set
 }
 
@@ -266,7 +270,7 @@ func loadConfig(c *cli.Context) error {
 	}
 	// An invalid name is refused when the repository is opened; it never
 	// becomes a path here.
-	if catalog.ValidateClusterName(cluster) == nil {
+	if cluster != allClusters && catalog.ValidateClusterName(cluster) == nil {
 		file := filepath.Join(dir, cluster+".yaml")
 		data, err := os.ReadFile(file)
 		switch {
@@ -278,7 +282,7 @@ func loadConfig(c *cli.Context) error {
 			return fmt.Errorf("config file: %w", err)
 		}
 	}
-	st := &configState{cfg: cfg, cluster: cluster, fromConfig: map[string]string{}}
+	st := &configState{cfg: cfg, cluster: cluster, confDir: dir, fromConfig: map[string]string{}}
 	if c.App.Metadata == nil {
 		c.App.Metadata = map[string]any{}
 	}

@@ -29,7 +29,9 @@ func putClusterBackup(t *testing.T, repoDir, cluster, id string, stop time.Time)
 	}
 	layout := catalog.Layout{Cluster: cluster}
 	sum := strings.Repeat("0123456789abcdef", 2)
+	// It starts and stops in segment 3, the one the tests push.
 	info, _ := json.Marshal(catalog.BackupInfo{Format: catalog.BackupFormat, ID: id, StartTime: stop.Add(-time.Minute), StopTime: stop,
+		StartLSN: "0/3000028", StopLSN: "0/3000100", StartTimeline: 1, StopTimeline: 1,
 		Archives: []catalog.BackupArchive{{Name: "base.tar", Parts: []catalog.BackupPart{{Key: layout.BackupPartKey(id, "base.tar", 0, ".zst"), Bytes: 1, StoredBytes: 1, Checksum: sum}}}},
 		Manifest: catalog.BackupPart{Key: layout.BackupManifestKey(id, ".zst"), Bytes: 1, StoredBytes: 1, Checksum: sum}})
 	if err := store.Put(t.Context(), layout.BackupInfoKey(id), bytes.NewReader(info), int64(len(info)), nil); err != nil {
