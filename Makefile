@@ -4,10 +4,13 @@ GO        ?= go
 BENCH     ?= ^TestBench
 CACHE     ?= $(HOME)/.cache/pgward
 VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Debian versions start with a digit: 0~git<date>.<commit> until the first tag.
+DEB_VERSION  ?= 0~git$(shell git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null).$(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+NFPM_VERSION := v2.48.0
 export PGWARD_MINIO_BIN := $(CACHE)/bin/minio
 export PGWARD_CACHE     := $(CACHE)
 
-.PHONY: build deps demo test unit e2e bench bench-quick fuzz lint clean
+.PHONY: build deps demo test unit e2e bench bench-quick fuzz lint clean package package-check
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/pgward ./cmd/pgward
@@ -25,7 +28,7 @@ demo:
 # Everything CI runs: vet, unit tests (with the S3 backend against MinIO),
 # and the end-to-end tests against real PostgreSQL 15 and MinIO. Skips are
 # failures here (PGWARD_TEST_REQUIRE=1).
-test: deps lint unit e2e
+test: deps lint unit e2e package-check
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -76,5 +79,23 @@ fuzz:
 	$(FUZZ) -fuzz='^FuzzReadArchiveStats$$' ./dump
 	$(FUZZ) -fuzz='^FuzzExtract$$' ./restore
 
+# The Debian package (build/pgward_<version>_amd64.deb), with nfpm at a
+# pinned version: the binary, the man page and the shell completions
+# generated from the CLI, the systemd units and the example configuration.
+package:
+	rm -rf build && mkdir -p build/completion
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o build/pgward ./cmd/pgward
+	PGWARD_CONFIG= build/pgward man | gzip -9n > build/pgward.1.gz
+	PGWARD_CONFIG= build/pgward completion bash > build/completion/pgward.bash
+	PGWARD_CONFIG= build/pgward completion zsh > build/completion/_pgward
+	PGWARD_VERSION=$(DEB_VERSION) $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) \
+	  package --config packaging/nfpm.yaml --packager deb --target build/
+
+# The package as a DBA would check it: its contents, unpacked into a
+# scratch root; the units through systemd-analyze verify; the man page
+# rendered; the completion loaded by bash.
+package-check: package
+	scripts/package-check.sh build/pgward_*_amd64.deb
+
 clean:
-	rm -rf bin
+	rm -rf bin build

@@ -23,6 +23,12 @@ need_pkgs=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql-15)
 command -v age >/dev/null || need_pkgs+=(age)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
+if [ "$what" = all ]; then
+	# make package-check: the units, the man page, the package.
+	command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+	command -v man >/dev/null || need_pkgs+=(man-db)
+	command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
+fi
 if [ "$what" = bench ]; then
 	command -v pgbackrest >/dev/null || need_pkgs+=(pgbackrest)
 	[ -x /usr/bin/time ] || need_pkgs+=(time)

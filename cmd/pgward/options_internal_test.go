@@ -290,3 +290,15 @@ func fmtType(f cli.Flag) string {
 	}
 	return "other"
 }
+
+// The example the package installs is a configuration pgward reads: every
+// key known, every value of its kind, and the check section's durations
+// and the backup section's sizes taken by their options.
+func TestExampleConfigurationLoads(t *testing.T) {
+	isolate(t)
+	const example = "../../packaging/pgward.yaml.example"
+	pgward(t, "--config", example, "completion", "bash").check(t, exitOK, nil, nil)
+	// check applies its section, then fails on the example's repository.
+	r := pgward(t, "--config", example, "--repo", "file:///nonexistent", "check")
+	r.check(t, 3, nil, []string{"config file"})
+}
