@@ -11,8 +11,7 @@ import (
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
-	"github.com/pgward/pgward/restore"
-	"github.com/pgward/pgward/storage"
+	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/wal"
 )
 
@@ -76,24 +75,14 @@ func (r *Result) raise(s Status, reason string) {
 func Check(ctx context.Context, a *archive.Archive, now time.Time, th Thresholds, window time.Duration) (r Result) {
 	r.Gaps = []string{}
 	defer func() { r.State = r.Status.String() }()
-	st, err := restore.LoadState(ctx, a)
-	if err != nil {
-		r.raise(Unknown, err.Error())
-		return r
-	}
-	info, err := a.ClusterInfo(ctx)
+	st, err := inventory.Load(ctx, a)
 	if err != nil {
 		r.raise(Unknown, err.Error())
 		return r
 	}
 	// Newest WAL: on the newest timeline, by stored time.
-	var newest restore.WALEnd
-	for _, e := range st.WAL {
-		if e.Timeline > newest.Timeline {
-			newest = e
-		}
-	}
-	name := wal.SegmentName(newest.Timeline, wal.SegmentNo(newest.End-1, info.WALSegmentSize), info.WALSegmentSize)
+	newest := st.Newest()
+	name := wal.SegmentName(newest.Timeline, wal.SegmentNo(newest.End-1, st.SegmentSize), st.SegmentSize)
 	age := now.Sub(newest.Stored)
 	r.WAL = &struct {
 		Name string    `json:"name"`
@@ -145,12 +134,7 @@ func Check(ctx context.Context, a *archive.Archive, now time.Time, th Thresholds
 		To   time.Time `json:"to"`
 	}{base.StopTime.UTC(), newest.Stored.UTC()}
 
-	gaps, err := Gaps(ctx, a, st, *base, info.WALSegmentSize)
-	if err != nil {
-		r.raise(Unknown, err.Error())
-		return r
-	}
-	if len(gaps) > 0 {
+	if gaps := Gaps(st, *base); len(gaps) > 0 {
 		r.Gaps = gaps
 		more := ""
 		if len(gaps) > 5 {
@@ -163,21 +147,13 @@ func Check(ctx context.Context, a *archive.Archive, now time.Time, th Thresholds
 
 // Gaps lists the segments missing between base's start and the newest
 // stored WAL, along the newest timeline's history.
-func Gaps(ctx context.Context, a *archive.Archive, st restore.State, base catalog.BackupInfo, segSize uint32) ([]string, error) {
+func Gaps(st inventory.State, base catalog.BackupInfo) []string {
 	have := map[string]bool{}
-	err := a.ListWAL(ctx, func(_ wal.FileName, name string, _ storage.ObjectInfo) error {
-		have[name] = true
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	for _, o := range st.Objects {
+		have[o.Name] = true
 	}
-	var latest restore.WALEnd
-	for _, e := range st.WAL {
-		if e.Timeline > latest.Timeline {
-			latest = e
-		}
-	}
+	latest := st.Newest()
+	segSize := st.SegmentSize
 	tliAt := func(l wal.LSN) uint32 {
 		for _, e := range st.History {
 			if l < e.SwitchPoint {
@@ -197,5 +173,5 @@ func Gaps(ctx context.Context, a *archive.Archive, st restore.State, base catalo
 		}
 		gaps = append(gaps, name)
 	}
-	return gaps, nil
+	return gaps
 }

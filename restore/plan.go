@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/wal"
 )
 
@@ -132,25 +133,6 @@ func ParseTime(s string, loc *time.Location) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-11-20T14:03:00+01:00) or 2026-11-20 14:03[:00[.ffffff]][+01]", s)
 }
 
-// WALEnd is the newest WAL the repository holds on one timeline.
-type WALEnd struct {
-	Timeline uint32
-	End      wal.LSN   // end of the newest segment or partial
-	Stored   time.Time // when it was stored: no commit after this is in it
-}
-
-// State is what the repository holds, for planning.
-type State struct {
-	Backups []catalog.BackupInfo // finished backups
-	// Refused are the backups whose backup.json was refused, by id: never
-	// restored from, and named when asked for.
-	Refused map[string]error
-	WAL     []WALEnd // per timeline
-	// History of the newest timeline (from its history file); nil on
-	// timeline 1.
-	History []wal.HistoryEntry
-}
-
 // Plan is what a restore will do.
 type Plan struct {
 	Backup   catalog.BackupInfo
@@ -172,14 +154,15 @@ var ErrOutsideWindow = errors.New("the target is outside the restorable window")
 // it, on the path of the newest timeline. backupID, if not empty, names
 // the backup instead. It refuses a target outside the restorable window,
 // with a message that states the window.
-func MakePlan(st State, target Target, backupID string) (Plan, error) {
+func MakePlan(st inventory.State, target Target, backupID string) (Plan, error) {
 	if err := target.Validate(); err != nil {
 		return Plan{}, err
 	}
 	if len(st.Backups) == 0 {
 		return Plan{}, errors.New("the repository holds no finished base backup for this cluster: take one with 'pgward backup'")
 	}
-	tli, end, stored := newestWAL(st.WAL)
+	last := st.Newest()
+	tli, end, stored := last.Timeline, last.End, last.Stored
 	plan := Plan{Target: target, Timeline: tli, WALTo: end}
 
 	// Backups whose WAL is on the path to the newest timeline.
@@ -257,17 +240,6 @@ func MakePlan(st State, target Target, backupID string) (Plan, error) {
 	return plan, nil
 }
 
-// newestWAL is the end of the WAL on the newest timeline.
-func newestWAL(ends []WALEnd) (uint32, wal.LSN, time.Time) {
-	var best WALEnd
-	for _, e := range ends {
-		if e.Timeline > best.Timeline {
-			best = e
-		}
-	}
-	return best.Timeline, best.End, best.Stored
-}
-
 // onPath reports whether WAL up to stop on timeline tli is on the path to
 // timeline latest: tli is latest, or an ancestor left after stop.
 func onPath(tli uint32, stop wal.LSN, latest uint32, history []wal.HistoryEntry) bool {
@@ -280,34 +252,6 @@ func onPath(tli uint32, stop wal.LSN, latest uint32, history []wal.HistoryEntry)
 		}
 	}
 	return false
-}
-
-// Window is what can be restored on one timeline: from the end of its
-// oldest backup to its newest stored WAL.
-type Window struct {
-	Timeline       uint32
-	From, To       time.Time
-	FromLSN, ToLSN wal.LSN
-}
-
-// Windows lists the restorable window of every timeline with WAL.
-func Windows(st State) []Window {
-	var out []Window
-	for _, e := range st.WAL {
-		w := Window{Timeline: e.Timeline, To: e.Stored, ToLSN: e.End}
-		for _, b := range st.Backups {
-			stop, _ := wal.ParseLSN(b.StopLSN)
-			if b.StopTimeline != e.Timeline || stop > e.End {
-				continue
-			}
-			if w.From.IsZero() || b.StopTime.Before(w.From) {
-				w.From, w.FromLSN = b.StopTime, stop
-			}
-		}
-		out = append(out, w)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Timeline < out[j].Timeline })
-	return out
 }
 
 // Tablespace is where a restore writes one tablespace archive, and where

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/restore"
 	"github.com/pgward/pgward/wal"
 )
@@ -21,13 +22,13 @@ func backup(id string, hours int, start, stop string, tli uint32) catalog.Backup
 }
 
 func TestMakePlan(t *testing.T) {
-	st := restore.State{
+	st := inventory.State{
 		Backups: []catalog.BackupInfo{
 			backup("B1", 1, "0/2000028", "0/2000100", 1),
 			backup("B2", 5, "0/6000028", "0/6000100", 1),
 			backup("B3", 9, "0/9000028", "0/9000100", 2), // after a failover at 0/8000000
 		},
-		WAL:     []restore.WALEnd{{Timeline: 1, End: lsn("0/8000000"), Stored: t0.Add(7 * time.Hour)}, {Timeline: 2, End: lsn("0/C000000"), Stored: t0.Add(12 * time.Hour)}},
+		WAL:     []inventory.WALEnd{{Timeline: 1, End: lsn("0/8000000"), Stored: t0.Add(7 * time.Hour)}, {Timeline: 2, End: lsn("0/C000000"), Stored: t0.Add(12 * time.Hour)}},
 		History: []wal.HistoryEntry{{Parent: 1, SwitchPoint: lsn("0/80000A0")}},
 	}
 	for _, tc := range []struct {
@@ -70,9 +71,9 @@ func TestMakePlan(t *testing.T) {
 
 // A backup on the old timeline past the switch point is not on the path.
 func TestMakePlanSkipsBackupsOffThePath(t *testing.T) {
-	st := restore.State{
+	st := inventory.State{
 		Backups: []catalog.BackupInfo{backup("B1", 1, "0/2000028", "0/2000100", 1), backup("OFF", 8, "0/9000028", "0/9000100", 1)},
-		WAL:     []restore.WALEnd{{Timeline: 2, End: lsn("0/C000000"), Stored: t0.Add(12 * time.Hour)}},
+		WAL:     []inventory.WALEnd{{Timeline: 2, End: lsn("0/C000000"), Stored: t0.Add(12 * time.Hour)}},
 		History: []wal.HistoryEntry{{Parent: 1, SwitchPoint: lsn("0/80000A0")}},
 	}
 	plan, err := restore.MakePlan(st, restore.Target{Kind: restore.Latest}, "")
@@ -82,12 +83,12 @@ func TestMakePlanSkipsBackupsOffThePath(t *testing.T) {
 }
 
 func TestMakePlanWithoutBackups(t *testing.T) {
-	_, err := restore.MakePlan(restore.State{}, restore.Target{Kind: restore.Latest}, "")
+	_, err := restore.MakePlan(inventory.State{}, restore.Target{Kind: restore.Latest}, "")
 	if err == nil || !strings.Contains(err.Error(), "pgward backup") {
 		t.Fatalf("MakePlan without backups = %v", err)
 	}
-	_, err = restore.MakePlan(restore.State{Backups: []catalog.BackupInfo{backup("B", 1, "0/2000028", "0/9000100", 1)},
-		WAL: []restore.WALEnd{{Timeline: 1, End: lsn("0/3000000")}}}, restore.Target{Kind: restore.Latest}, "")
+	_, err = restore.MakePlan(inventory.State{Backups: []catalog.BackupInfo{backup("B", 1, "0/2000028", "0/9000100", 1)},
+		WAL: []inventory.WALEnd{{Timeline: 1, End: lsn("0/3000000")}}}, restore.Target{Kind: restore.Latest}, "")
 	if !errors.Is(err, restore.ErrOutsideWindow) {
 		t.Fatalf("MakePlan when no backup's WAL is stored = %v, want ErrOutsideWindow", err)
 	}

@@ -1,19 +1,12 @@
 package restore
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/pgward/pgward/archive"
-	"github.com/pgward/pgward/basebackup"
-	"github.com/pgward/pgward/storage"
-	"github.com/pgward/pgward/wal"
 )
 
 // Recovery is what the restored server needs to recover to the target.
@@ -126,104 +119,4 @@ func ShellArg(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
-
-// LoadState reads what MakePlan needs from the repository: finished
-// backups, the WAL end per timeline, and the newest timeline's history.
-func LoadState(ctx context.Context, a *archive.Archive) (State, error) {
-	var st State
-	backups, skipped, err := basebackup.List(ctx, a.Store, a.Layout, a.Opener.Trust())
-	if err != nil {
-		return st, err
-	}
-	if len(skipped) > 0 && len(backups) == 0 {
-		return st, skipped[0]
-	}
-	for _, err := range skipped {
-		var r *basebackup.RefusedError
-		if errors.As(err, &r) {
-			if st.Refused == nil {
-				st.Refused = map[string]error{}
-			}
-			st.Refused[r.ID] = r.Err
-		}
-	}
-	for _, b := range backups {
-		st.Backups = append(st.Backups, b.BackupInfo)
-	}
-	info, err := a.ClusterInfo(ctx)
-	if err != nil {
-		return st, fmt.Errorf("repository cluster %q: %w", a.Layout.Cluster, err)
-	}
-	ends := map[uint32]*WALEnd{}
-	err = a.ListWAL(ctx, func(f wal.FileName, _ string, oi storage.ObjectInfo) error {
-		var end wal.LSN
-		var err error
-		switch f.Kind {
-		case wal.KindSegment:
-			no, err := f.SegmentNo(info.WALSegmentSize)
-			if err != nil {
-				return nil
-			}
-			end = wal.SegmentStart(no+1, info.WALSegmentSize)
-		case wal.KindPartial:
-			if end, err = wal.ParseLSN(oi.Metadata[archive.MetaEnd]); err != nil {
-				stat, serr := a.Store.Stat(ctx, oi.Key) // listings may not carry metadata
-				if serr != nil {
-					return nil
-				}
-				if end, err = wal.ParseLSN(stat.Metadata[archive.MetaEnd]); err != nil {
-					return nil
-				}
-			}
-		default:
-			return nil
-		}
-		e := ends[f.Timeline]
-		if e == nil {
-			e = &WALEnd{Timeline: f.Timeline}
-			ends[f.Timeline] = e
-		}
-		if end > e.End {
-			e.End = end
-		}
-		if oi.ModTime.After(e.Stored) {
-			e.Stored = oi.ModTime
-		}
-		return nil
-	})
-	if err != nil {
-		return st, fmt.Errorf("list WAL: %w", err)
-	}
-	// Recovery follows the newest timeline with WAL: a history file alone
-	// (a restored copy that promoted and archived nothing else) does not
-	// lead anywhere.
-	var newestHistory uint32
-	for _, e := range ends {
-		st.WAL = append(st.WAL, *e)
-		newestHistory = max(newestHistory, e.Timeline)
-	}
-	if newestHistory > 1 {
-		dir, err := os.MkdirTemp("", "pgward-history-")
-		if err != nil {
-			return st, err
-		}
-		defer os.RemoveAll(dir)
-		path := filepath.Join(dir, "history")
-		if err := a.Fetch(ctx, wal.HistoryName(newestHistory), path); err != nil {
-			return st, fmt.Errorf("timeline %d history: %w", newestHistory, err)
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return st, err
-		}
-		defer f.Close()
-		if st.History, err = wal.ParseHistory(io.Reader(f)); err != nil {
-			return st, fmt.Errorf("timeline %d history: %w", newestHistory, err)
-		}
-	}
-	if len(st.WAL) == 0 {
-		return st, errors.New("the repository holds no WAL for this cluster")
-	}
-	return st, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pgward/pgward/catalog"
+	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/restore"
 )
 
@@ -162,7 +163,7 @@ func TestTargetValidate(t *testing.T) {
 		}
 	}
 	// MakePlan refuses it before anything else.
-	_, err := restore.MakePlan(restore.State{}, restore.Target{Kind: restore.Name, Name: "a\nb"}, "")
+	_, err := restore.MakePlan(inventory.State{}, restore.Target{Kind: restore.Name, Name: "a\nb"}, "")
 	if err == nil || !strings.Contains(err.Error(), "control character") {
 		t.Errorf("MakePlan with a name holding a newline = %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/restore"
 	"github.com/pgward/pgward/wal"
 )
@@ -167,7 +168,7 @@ func runRestore(c *cli.Context) error {
 	if target.Kind == restore.Time {
 		fmt.Fprintf(c.App.ErrWriter, "target time: %s\n", target.Time.UTC().Format("2006-01-02 15:04:05.999999 UTC"))
 	}
-	st, err := restore.LoadState(c.Context, a)
+	st, err := inventory.Load(c.Context, a)
 	if err != nil {
 		return err
 	}
@@ -326,11 +327,11 @@ func showWindow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := restore.LoadState(c.Context, a)
+	st, err := inventory.Load(c.Context, a)
 	if err != nil {
 		return err
 	}
-	for _, w := range restore.Windows(st) {
+	for _, w := range inventory.Windows(st) {
 		if w.From.IsZero() {
 			fmt.Fprintf(c.App.Writer, "timeline %d: WAL up to %s (stored %s); no base backup on it\n", w.Timeline, w.ToLSN, w.To.UTC().Format(time.RFC3339))
 			continue

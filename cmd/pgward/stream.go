@@ -19,6 +19,7 @@ import (
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/internal/config"
 	"github.com/pgward/pgward/internal/schedule"
+	"github.com/pgward/pgward/prune"
 	"github.com/pgward/pgward/stream"
 )
 
@@ -215,7 +216,7 @@ func runStream(c *cli.Context) error {
 				// without a restart.
 				policy, err := retentionPolicy(ctx, c, a.Store, a.Layout, "dump-timezone")
 				if err == nil {
-					err = prune(ctx, a, log, time.Now, policy.Window(), false, &out)
+					err = runPruneWith(ctx, a, log, prune.Options{Window: policy.Window()}, false, &out)
 				}
 				if err != nil {
 					if ctx.Err() == nil {
