@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,6 +108,31 @@ func TestRestoreToTargets(t *testing.T) {
 	}
 	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--show-window"); r.code != 0 || !strings.Contains(r.stdout, "timeline 1: ") {
 		t.Errorf("--show-window: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	// The same, and the plan, for machines.
+	var windows []struct {
+		Timeline      uint32    `json:"timeline"`
+		From          time.Time `json:"from"`
+		To            time.Time `json:"to"`
+		HasBaseBackup bool      `json:"has_base_backup"`
+	}
+	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--show-window", "--json"); r.code != 0 ||
+		json.Unmarshal([]byte(r.stdout), &windows) != nil || len(windows) != 1 || windows[0].Timeline != 1 || !windows[0].HasBaseBackup {
+		t.Errorf("--show-window --json: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	var plan struct {
+		Backup      string `json:"backup"`
+		WALFrom     string `json:"wal_from"`
+		StoredBytes int64  `json:"stored_bytes"`
+		Target      string `json:"target"`
+		PGData      string `json:"pgdata"`
+	}
+	if r := run(t, base, nil, pgward, "--repo", repo, "--identity-file", identity, "restore", "--pgdata", untouched, "--latest", "--dry-run", "--json"); r.code != 0 ||
+		json.Unmarshal([]byte(r.stdout), &plan) != nil || plan.Backup == "" || plan.WALFrom == "" || plan.StoredBytes <= 0 || plan.PGData != untouched {
+		t.Errorf("--dry-run --json: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(untouched); !os.IsNotExist(err) {
+		t.Fatalf("restore --dry-run --json created %s", untouched)
 	}
 	// A non-empty directory is refused without --force, and left alone.
 	occupied := filepath.Join(base, "occupied")

@@ -19,8 +19,8 @@ import (
 
 // Started is what --start saw.
 type Started struct {
-	Reached  string // PostgreSQL's own words on where recovery stopped
-	Duration time.Duration
+	Reached  string        `json:"reached"` // PostgreSQL's own words on where recovery stopped
+	Duration time.Duration `json:"duration_nanoseconds"`
 }
 
 var (

@@ -50,10 +50,11 @@ func Prepare(pgdata, backupID string, force bool) error {
 // ready, and each tablespace where PlanTablespaces(b, pgdata, tsMap)
 // says; tablespace_map is rewritten to point at those directories.
 //
-// jobs > 1 downloads that many parts ahead into temporary files beside
+// Jobs > 1 downloads that many parts ahead into temporary files beside
 // the data, while the current one is unsealed and unpacked: the network
 // and the CPU then work at the same time.
-func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, tsMap map[string]string, force bool, jobs int) error {
+func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b catalog.BackupInfo, pgdata string, opts UnpackOptions) error {
+	tsMap, jobs := opts.TablespaceMap, max(opts.Jobs, 1)
 	marker := filepath.Join(pgdata, IncompleteMarker)
 	if _, err := os.Stat(marker); err != nil {
 		return fmt.Errorf("restore: %s is not prepared: %w", pgdata, err)
@@ -79,7 +80,7 @@ func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b c
 		if a.Name != "base.tar" {
 			dest = dirs[a.Name]
 		}
-		if err := unpackArchive(ctx, store, opener, a, dest, pgdata, jobs); err != nil {
+		if err := unpackArchive(ctx, store, opener, a, dest, pgdata, jobs, opts.Progress); err != nil {
 			return fmt.Errorf("restore %s: %w", a.Name, err)
 		}
 		if err := syncFS(dest); err != nil {
@@ -89,6 +90,26 @@ func Unpack(ctx context.Context, store storage.Backend, opener *seal.Opener, b c
 	// A backup of a standby would start as one; the restore is a recovery.
 	os.Remove(filepath.Join(pgdata, "standby.signal"))
 	return writeTablespaceMap(filepath.Join(pgdata, "tablespace_map"), tablespaces)
+}
+
+// UnpackOptions say how to unpack.
+type UnpackOptions struct {
+	TablespaceMap map[string]string // OID → directory (PlanTablespaces)
+	Force         bool              // replace a data directory (never a tablespace)
+	Jobs          int               // parts downloaded ahead
+	Progress      func(n int64)     // told of the stored bytes read, when set
+}
+
+// countingReader tells add of every byte read through it.
+type countingReader struct {
+	r   io.Reader
+	add func(int64)
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.add(int64(n))
+	return n, err
 }
 
 // writeTablespaceMap rewrites tablespace_map, from which PostgreSQL makes
@@ -392,7 +413,7 @@ func emptyDir(dir string) error {
 // tar reader into dest. What follows the tar's end-of-archive marker (a
 // tar writer's record padding) is read to the end and must be zeros: the
 // writer side verifies every part's bytes, so it must see them all.
-func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Opener, a catalog.BackupArchive, dest, pgdata string, jobs int) error {
+func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Opener, a catalog.BackupArchive, dest, pgdata string, jobs int, progress func(int64)) error {
 	fetch := newPartFetcher(ctx, store, a.Parts, filepath.Join(pgdata, ".pgward-parts"), jobs)
 	defer fetch.close()
 	pr, pw := io.Pipe()
@@ -404,7 +425,11 @@ func unpackArchive(ctx context.Context, store storage.Backend, opener *seal.Open
 				if err != nil {
 					return err
 				}
-				err = copyPart(opener, a.Expect(p), rc, pw)
+				var sealed io.Reader = rc
+				if progress != nil {
+					sealed = countingReader{rc, progress}
+				}
+				err = copyPart(opener, a.Expect(p), sealed, pw)
 				rc.Close()
 				if err != nil {
 					return err

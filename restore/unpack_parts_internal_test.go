@@ -57,7 +57,7 @@ func TestUnpackParts(t *testing.T) {
 			if err := Prepare(dir, b.ID, false); err != nil {
 				t.Fatal(err)
 			}
-			if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, false, jobs); err != nil {
+			if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, UnpackOptions{Jobs: jobs}); err != nil {
 				t.Fatal(err)
 			}
 			for name, want := range files {
@@ -82,7 +82,7 @@ func TestUnpackMissingPart(t *testing.T) {
 		store.Delete(t.Context(), b.Archives[0].Parts[2].Key)
 		dir := filepath.Join(t.TempDir(), "pgdata")
 		Prepare(dir, b.ID, false)
-		if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, false, jobs); err == nil {
+		if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, UnpackOptions{Jobs: jobs}); err == nil {
 			t.Fatalf("jobs %d: a restore with a missing part succeeded", jobs)
 		}
 		if _, err := os.Stat(filepath.Join(dir, IncompleteMarker)); err != nil {
@@ -99,7 +99,7 @@ func TestUnpackChecksPartChecksums(t *testing.T) {
 	b.Archives[0].Parts[0].Checksum = "00000000000000000000000000000000"
 	dir := filepath.Join(t.TempDir(), "pgdata")
 	Prepare(dir, b.ID, false)
-	if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, false, 1); !errors.Is(err, seal.ErrCorrupt) {
+	if err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, UnpackOptions{Jobs: 1}); !errors.Is(err, seal.ErrCorrupt) {
 		t.Fatalf("Unpack of a part with another checksum = %v, want ErrCorrupt", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestUnpackNeverForcesTablespaceLocation(t *testing.T) {
 	b.Archives = append(b.Archives, ts)
 	dir := filepath.Join(t.TempDir(), "pgdata")
 	Prepare(dir, b.ID, true)
-	err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, nil, true, 1)
+	err := Unpack(t.Context(), store, seal.NewOpener(nil), b, dir, UnpackOptions{Force: true, Jobs: 1})
 	if err == nil || !strings.Contains(err.Error(), "--tablespace-map 16385=DIR") {
 		t.Fatalf("Unpack with --force over a non-empty tablespace location = %v", err)
 	}

@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -146,15 +144,10 @@ func runBackup(c *cli.Context) error {
 	if cfg.Now, err = clock(); err != nil {
 		return err
 	}
-	var bar *progressBar
-	if isTerminal(os.Stderr) {
-		bar = newProgressBar(c.App.ErrWriter)
-		cfg.Progress = bar.update
-	}
+	prog := startProgress(c, log, "backup", 0, c.Bool("json"))
+	cfg.Progress = prog.Update
 	info, err := basebackup.Take(c.Context, cfg)
-	if bar != nil {
-		bar.done()
-	}
+	prog.Finish()
 	if err != nil {
 		return err
 	}
@@ -332,43 +325,6 @@ func runBackupPin(c *cli.Context, pin bool) error {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// progressBar draws bytes, rate and ETA on one terminal line.
-type progressBar struct {
-	mu    sync.Mutex
-	w     io.Writer
-	start time.Time
-	last  time.Time
-}
-
-func newProgressBar(w io.Writer) *progressBar {
-	return &progressBar{w: w, start: time.Now()}
-}
-
-func (p *progressBar) update(done, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if now.Sub(p.last) < 250*time.Millisecond {
-		return
-	}
-	p.last = now
-	rate := float64(done) / max(now.Sub(p.start).Seconds(), 0.001)
-	line := fmt.Sprintf("  %s", humanBytes(done))
-	if total > 0 {
-		eta := time.Duration(float64(max(total-done, 0))/max(rate, 1)) * time.Second
-		line += fmt.Sprintf(" / %s  %3.0f%%  %s/s  ETA %s", humanBytes(total), 100*float64(done)/float64(total), humanBytes(int64(rate)), eta.Round(time.Second))
-	} else {
-		line += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
-	}
-	fmt.Fprintf(p.w, "\r%-72s", line)
-}
-
-func (p *progressBar) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprint(p.w, "\r"+strings.Repeat(" ", 72)+"\r")
 }
 
 func humanBytes(n int64) string {

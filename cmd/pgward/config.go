@@ -63,6 +63,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagTrustedSigner, EnvVars: []string{"PGWARD_TRUSTED_SIGNER"}, Usage: "accept only objects signed by these public keys, comma-separated (`pgwsig1…`; hosts that read)"},
 		&cli.BoolFlag{Name: flagAllowUnsigned, EnvVars: []string{"PGWARD_ALLOW_UNSIGNED"}, Usage: "with --trusted-signer: still read objects that carry no signature (a repository written before signing), with a warning"},
 		&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{"PGWARD_LOG_LEVEL"}, Value: "info", Usage: "log `LEVEL`: debug, info, warn or error"},
+		withDays(&cli.DurationFlag{Name: flagProgressInterval, EnvVars: []string{"PGWARD_PROGRESS_INTERVAL"}, Value: defaultProgressInterval,
+			Usage: "when standard error is not a terminal, log the progress of long work (backup, restore, verify, dump restore) this often"}),
 	}
 }
 

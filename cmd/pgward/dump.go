@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -181,11 +180,9 @@ func runDump(c *cli.Context) error {
 		Keys: keys, Tools: dump.Tools{Dir: c.String("pg-bin")}, Retries: c.Int("retries"), RetryDelay: c.Duration("retry-delay"),
 		PauseReplay: c.Bool("pause-replay"), Now: now,
 	}
-	if f, ok := c.App.ErrWriter.(*os.File); ok && isTerminal(f) {
-		bar := newProgressBar(c.App.ErrWriter)
-		defer bar.done()
-		cfg.Progress = func(db string, done, total int64) { bar.update(done, total) }
-	}
+	prog := startProgress(c, cat.Logger, "dump", 0, c.Bool("json"))
+	defer prog.Finish()
+	cfg.Progress = func(db string, done, total int64) { prog.Update(done, total) }
 	res, err := dump.Run(c.Context, cfg)
 	if err != nil {
 		return err
@@ -288,11 +285,9 @@ func runDumpRestore(c *cli.Context) error {
 	}
 	cfg := dump.RestoreConfig{Catalog: cat, Opener: opener, Dump: info, Into: into, Force: c.Bool("force"),
 		NoOwner: c.Bool("no-owner"), Tools: dump.Tools{Dir: c.String("pg-bin")}}
-	if f, ok := c.App.ErrWriter.(*os.File); ok && isTerminal(f) {
-		bar := newProgressBar(c.App.ErrWriter)
-		defer bar.done()
-		cfg.Progress = bar.update
-	}
+	prog := startProgress(c, cat.Logger, "dump restore", info.StoredBytes, false)
+	defer prog.Finish()
+	cfg.Progress = prog.Update
 	begun := time.Now()
 	if err := dump.Restore(c.Context, cfg); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,13 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/restore"
 	"github.com/pgward/pgward/wal"
@@ -52,6 +49,7 @@ a directory that still has it is unusable. recovery.signal is written last.`,
 			&cli.BoolFlag{Name: "force", Usage: "replace the PostgreSQL data directory at --pgdata (refused for any other non-empty directory, one holding postmaster.pid, another data directory or a mount point below it)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and change nothing"},
 			&cli.BoolFlag{Name: "show-window", Usage: "print the restorable window per timeline and exit"},
+			&cli.BoolFlag{Name: "json", Usage: "print the plan (--dry-run), the windows (--show-window) or the result as JSON; no progress bar"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Usage: "download up to `N` backup parts at once (1: stream each part as it is unpacked)"},
 			&cli.BoolFlag{Name: "keep-archiving", Usage: "keep the backup's archive_mode (by default the restored copy does not archive: a copy archiving into the repository it came from would change which timeline restores follow)"},
 			&cli.IntFlag{Name: "prefetch", Value: defaultPrefetch * 2, Usage: "fetch the first `N` WAL segments replay needs while the backup downloads, and let restore_command prefetch (0: off)"},
@@ -181,78 +179,85 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "plan: backup %s (finished %s), replay WAL from %s along timeline %d (stored up to %s), fetch %s, recover to %s\n",
-		plan.Backup.ID, plan.Backup.StopTime.UTC().Format(time.RFC3339), plan.WALFrom, plan.Timeline, plan.WALTo, humanBytes(plan.Bytes), plan.Target)
 	if plan.Tablespaces, err = restore.PlanTablespaces(plan.Backup, pgdata, tsMap); err != nil {
 		return err
 	}
-	for _, ts := range plan.Tablespaces {
-		fmt.Fprintf(c.App.Writer, "plan: %s\n", ts)
+	asJSON := c.Bool("json")
+	if !asJSON {
+		fmt.Fprintf(c.App.Writer, "plan: backup %s (finished %s), replay WAL from %s along timeline %d (stored up to %s), fetch %s, recover to %s\n",
+			plan.Backup.ID, plan.Backup.StopTime.UTC().Format(time.RFC3339), plan.WALFrom, plan.Timeline, plan.WALTo, humanBytes(plan.Bytes), plan.Target)
+		for _, ts := range plan.Tablespaces {
+			fmt.Fprintf(c.App.Writer, "plan: %s\n", ts)
+		}
 	}
 	if err := restore.CheckTablespaces(pgdata, plan.Tablespaces); err != nil {
 		return err
 	}
 	if c.Bool("dry-run") {
-		return nil
-	}
-	log.Info("restore started", "backup_id", plan.Backup.ID, "pgdata", pgdata)
-	if err := restore.Prepare(pgdata, plan.Backup.ID, c.Bool("force")); err != nil {
-		return err
-	}
-	// Fetch the first WAL replay needs into wal-fetch's spool while the
-	// backup downloads, so recovery does not start with round trips.
-	prefetchCtx, stopPrefetch := context.WithCancel(c.Context)
-	var prefetch sync.WaitGroup
-	if n := c.Int("prefetch"); n > 0 {
-		prefetch.Go(func() {
-			if err := prefetchWAL(prefetchCtx, a, settingsFrom(c), plan, pgdata, n); err != nil {
-				log.Warn("early WAL prefetch stopped", "err", err)
-			}
-		})
-	}
-	err = restore.Unpack(c.Context, a.Store, a.Opener, plan.Backup, pgdata, tsMap, c.Bool("force"), c.Int("jobs"))
-	if err != nil {
-		stopPrefetch()
-	}
-	prefetch.Wait()
-	stopPrefetch()
-	if err != nil {
-		return fmt.Errorf("%w (the directory is unusable: %s marks it)", err, restore.IncompleteMarker)
-	}
-	if err := os.WriteFile(filepath.Join(pgdata, restoreConfigName), restoreConf, 0o600); err != nil {
-		return err
-	}
-	if err := restore.WriteRecovery(pgdata, recovery); err != nil {
-		return err
-	}
-	if err := restore.Finish(pgdata); err != nil {
-		return err
-	}
-	if !c.Bool("start") {
-		fmt.Fprintf(c.App.Writer, "restored backup %s into %s; start PostgreSQL to recover to %s\n", plan.Backup.ID, pgdata, plan.Target)
-		return nil
-	}
-	if port := c.Int("port"); port > 0 {
-		if err := appendConf(pgdata, fmt.Sprintf("port = %d", port)); err != nil {
-			return err
+		if asJSON {
+			return printJSON(c.App.Writer, planJSON(plan, pgdata))
 		}
+		return nil
 	}
-	started, err := restore.Start(c.Context, pgdata, c.Duration("start-timeout"))
+	s := settingsFrom(c)
+	prog := startProgress(c, log, "restore", plan.Bytes, asJSON)
+	res, err := restore.Execute(c.Context, restore.Job{
+		Archive: a, Plan: plan, PGData: pgdata, TablespaceMap: tsMap, Force: c.Bool("force"), Jobs: c.Int("jobs"),
+		Recovery: recovery, Files: map[string][]byte{restoreConfigName: restoreConf},
+		Prefetch: c.Int("prefetch"), SpoolOrigin: s.Cluster + " " + s.Repo,
+		Start: c.Bool("start"), Port: c.Int("port"), StartTimeout: c.Duration("start-timeout"),
+		Progress: prog.Add, Logger: log,
+	})
+	prog.Finish()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "recovered backup %s to %s in %s: %s\n", plan.Backup.ID, plan.Target, started.Duration.Round(time.Second), started.Reached)
+	switch {
+	case asJSON:
+		return printJSON(c.App.Writer, struct {
+			Plan    restorePlanJSON `json:"plan"`
+			Seconds float64         `json:"seconds"`
+			restore.Result
+		}{planJSON(plan, pgdata), res.Elapsed.Seconds(), res})
+	case res.Started != nil:
+		fmt.Fprintf(c.App.Writer, "recovered backup %s to %s in %s: %s\n", plan.Backup.ID, plan.Target, res.Started.Duration.Round(time.Second), res.Started.Reached)
+	default:
+		fmt.Fprintf(c.App.Writer, "restored backup %s into %s; start PostgreSQL to recover to %s\n", plan.Backup.ID, pgdata, plan.Target)
+	}
 	return nil
 }
 
-func appendConf(pgdata, line string) error {
-	f, err := os.OpenFile(filepath.Join(pgdata, "postgresql.auto.conf"), os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return err
+// restorePlanJSON is a restore's plan as 'restore --dry-run --json'
+// prints it.
+type restorePlanJSON struct {
+	Backup        string    `json:"backup"`
+	BackupStopped time.Time `json:"backup_stopped"`
+	Timeline      uint32    `json:"timeline"`
+	WALFrom       string    `json:"wal_from"`
+	WALTo         string    `json:"wal_to"`
+	StoredBytes   int64     `json:"stored_bytes"`
+	Target        string    `json:"target"`
+	PGData        string    `json:"pgdata"`
+	Tablespaces   []struct {
+		OID string `json:"oid"`
+		Dir string `json:"dir"`
+	} `json:"tablespaces"`
+}
+
+func planJSON(p restore.Plan, pgdata string) restorePlanJSON {
+	out := restorePlanJSON{Backup: p.Backup.ID, BackupStopped: p.Backup.StopTime.UTC(), Timeline: p.Timeline,
+		WALFrom: p.WALFrom.String(), WALTo: p.WALTo.String(), StoredBytes: p.Bytes, Target: p.Target.String(), PGData: pgdata}
+	out.Tablespaces = []struct {
+		OID string `json:"oid"`
+		Dir string `json:"dir"`
+	}{}
+	for _, ts := range p.Tablespaces {
+		out.Tablespaces = append(out.Tablespaces, struct {
+			OID string `json:"oid"`
+			Dir string `json:"dir"`
+		}{ts.OID, ts.Dir})
 	}
-	defer f.Close()
-	_, err = f.WriteString(line + "\n")
-	return err
+	return out
 }
 
 // restoreConfigName is the file, in the data directory, that holds the
@@ -331,7 +336,14 @@ func showWindow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range inventory.Windows(st) {
+	windows := inventory.Windows(st)
+	if c.Bool("json") {
+		if windows == nil {
+			windows = []inventory.Window{}
+		}
+		return printJSON(c.App.Writer, windows)
+	}
+	for _, w := range windows {
 		if w.From.IsZero() {
 			fmt.Fprintf(c.App.Writer, "timeline %d: WAL up to %s (stored %s); no base backup on it\n", w.Timeline, w.ToLSN, w.To.UTC().Format(time.RFC3339))
 			continue
@@ -340,26 +352,4 @@ func showWindow(c *cli.Context) error {
 			w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), w.FromLSN, w.ToLSN)
 	}
 	return nil
-}
-
-// prefetchWAL fills wal-fetch's spool in pgdata with the segments that
-// follow the backup's start, as wal-fetch's own prefetcher would.
-func prefetchWAL(ctx context.Context, a *archive.Archive, s settings, plan restore.Plan, pgdata string, count int) error {
-	info, err := a.ClusterInfo(ctx)
-	if err != nil {
-		return err
-	}
-	spool := archive.Spool{Dir: filepath.Join(pgdata, "pg_wal", ".pgward-prefetch")}
-	if err := spool.Claim(s.Cluster + " " + s.Repo); err != nil { // the origin wal-fetch will check
-		return err
-	}
-	first := wal.SegmentNo(plan.WALFrom, info.WALSegmentSize)
-	if first == 0 {
-		return nil
-	}
-	// The prefetcher fetches the segments after the one "wanted".
-	if err := spool.Want(wal.SegmentName(plan.Backup.StartTimeline, first-1, info.WALSegmentSize)); err != nil {
-		return err
-	}
-	return a.Prefetch(ctx, spool, count, info.WALSegmentSize)
 }
