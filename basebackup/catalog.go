@@ -156,3 +156,105 @@ func Delete(ctx context.Context, store storage.Backend, layout catalog.Layout, i
 	})
 	return found, err
 }
+
+// The statuses of a backup in a listing.
+const (
+	StatusFinished = "finished" // backup.json is there and was accepted
+	StatusRunning  = "running"  // the backup lock names it and its holder is alive
+	StatusFailed   = "failed"   // parts without backup.json, and nothing is taking it
+	StatusRefused  = "refused"  // backup.json is there but damaged, forged or untrusted
+)
+
+// Entry is one backup of a listing with its status. For a backup without
+// an accepted backup.json only ID is set of Listed.
+type Entry struct {
+	Listed
+	Status string `json:"status"`
+	// Holder is who takes a running backup, and since when.
+	Holder string    `json:"holder,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	// Error says why a backup.json was refused.
+	Error string `json:"error,omitempty"`
+	// PartsBytes and LastWrite describe what a running or failed backup
+	// has stored so far.
+	PartsBytes int64     `json:"parts_bytes,omitempty"`
+	LastWrite  time.Time `json:"last_write,omitzero"`
+}
+
+// ListAll returns every backup of the cluster with its status, oldest
+// first: finished ones as List reads them, refused ones with the reason,
+// the one the backup lock names as running while its holder is alive, and
+// the rest, parts without backup.json, as failed.
+func ListAll(ctx context.Context, store storage.Backend, layout catalog.Layout, trust *seal.Trust, now time.Time) ([]Entry, error) {
+	finished, skipped, err := List(ctx, store, layout, trust)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	known := map[string]bool{}
+	for _, b := range finished {
+		out = append(out, Entry{Listed: b, Status: StatusFinished})
+		known[b.ID] = true
+	}
+	for _, e := range skipped {
+		var r *RefusedError
+		if errors.As(e, &r) {
+			out = append(out, Entry{Listed: Listed{BackupInfo: catalog.BackupInfo{ID: r.ID}}, Status: StatusRefused, Error: r.Err.Error()})
+			known[r.ID] = true
+		}
+	}
+	running := ""
+	held, err := readLock(ctx, store, layout.BackupLockKey())
+	if err == nil && now.Before(held.Expires) && !held.holderGone() {
+		running = held.Backup
+	}
+	prefix := layout.BackupsPrefix()
+	partial := map[string]*Entry{}
+	var order []string
+	err = store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		id, _, ok := strings.Cut(strings.TrimPrefix(oi.Key, prefix), "/")
+		if !ok || known[id] {
+			return nil
+		}
+		e := partial[id]
+		if e == nil {
+			e = &Entry{Listed: Listed{BackupInfo: catalog.BackupInfo{ID: id}}, Status: StatusFailed}
+			partial[id] = e
+			order = append(order, id)
+		}
+		e.PartsBytes += oi.Size
+		if oi.ModTime.After(e.LastWrite) {
+			e.LastWrite = oi.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	if running != "" && partial[running] == nil && !known[running] {
+		// Started, nothing stored yet.
+		partial[running] = &Entry{Listed: Listed{BackupInfo: catalog.BackupInfo{ID: running}}}
+		order = append(order, running)
+	}
+	for _, id := range order {
+		e := partial[id]
+		if id == running {
+			e.Status, e.Holder, e.Since = StatusRunning, held.Holder, held.Since
+			e.StartTime = held.Since
+		}
+		out = append(out, *e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return entryTime(out[i]).Before(entryTime(out[j])) })
+	return out, nil
+}
+
+// entryTime orders a listing: a backup's start, or what is known of it.
+func entryTime(e Entry) time.Time {
+	if !e.StartTime.IsZero() {
+		return e.StartTime
+	}
+	if t, err := time.Parse("20060102T150405Z", e.ID); err == nil {
+		return t // an id is its start
+	}
+	return e.LastWrite
+}

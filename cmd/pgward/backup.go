@@ -49,8 +49,11 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 		OnUsageError: flagUsageError,
 		Subcommands: []*cli.Command{
 			{
-				Name: "list", Usage: "list finished backups",
-				Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print a JSON array"}},
+				Name: "list", Usage: "list backups with their status: finished, running (the lock's holder is alive), failed (parts without backup.json) or refused (backup.json damaged or not trusted)",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "json", Usage: "print a JSON array (docs/operations.md: the fields)"},
+					&cli.StringFlag{Name: "status", Usage: "list only backups with this `STATUS`: finished, running, failed or refused"},
+				},
 				Action:       runBackupList,
 				OnUsageError: flagUsageError,
 			},
@@ -160,31 +163,65 @@ func runBackup(c *cli.Context) error {
 }
 
 func runBackupList(c *cli.Context) error {
-	store, layout, err := settingsFrom(c).openRepo()
+	s := settingsFrom(c)
+	store, layout, err := s.openRepo()
 	if err != nil {
 		return err
 	}
-	backups, skipped, err := basebackup.List(c.Context, store, layout, nil)
+	trust, err := s.trust()
 	if err != nil {
 		return err
 	}
-	for _, e := range skipped {
-		fmt.Fprintf(c.App.ErrWriter, "pgward: warning: %v\n", e)
+	want := c.String("status")
+	switch want {
+	case "", basebackup.StatusFinished, basebackup.StatusRunning, basebackup.StatusFailed, basebackup.StatusRefused:
+	default:
+		return fmt.Errorf("--status %s: want finished, running, failed or refused", shortQuote(want))
+	}
+	now, err := clock()
+	if err != nil {
+		return err
+	}
+	all, err := basebackup.ListAll(c.Context, store, layout, &trust, now())
+	if err != nil {
+		return err
+	}
+	entries := []basebackup.Entry{}
+	for _, e := range all {
+		if want == "" || e.Status == want {
+			entries = append(entries, e)
+		}
+		if e.Status == basebackup.StatusRefused {
+			fmt.Fprintf(c.App.ErrWriter, "pgward: warning: backup %s: %s\n", e.ID, e.Error)
+		}
 	}
 	if c.Bool("json") {
-		if backups == nil {
-			backups = []basebackup.Listed{}
-		}
-		return printJSON(c.App.Writer, backups)
+		return printJSON(c.App.Writer, entries)
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tFINISHED (UTC)\tDURATION\tTIMELINE\tSTART LSN\tSTOP LSN\tDATA\tSTORED\tPINNED")
-	for _, b := range backups {
+	fmt.Fprintln(tw, "ID\tSTATUS\tFINISHED (UTC)\tDURATION\tTIMELINE\tSTART LSN\tSTOP LSN\tDATA\tSTORED\tPINNED")
+	for _, b := range entries {
+		if b.Status != basebackup.StatusFinished {
+			stored, note := "-", ""
+			if b.PartsBytes > 0 {
+				stored = humanBytes(b.PartsBytes)
+			}
+			switch b.Status {
+			case basebackup.StatusRunning:
+				note = "since " + b.Since.UTC().Format("2006-01-02 15:04:05") + " by " + b.Holder
+			case basebackup.StatusFailed:
+				if !b.LastWrite.IsZero() {
+					note = "last write " + b.LastWrite.UTC().Format("2006-01-02 15:04:05")
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t%s\t%s\n", b.ID, b.Status, stored, note)
+			continue
+		}
 		pinned := ""
 		if b.Pinned {
 			pinned = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.StopTime.Format("2006-01-02 15:04:05"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Status, b.StopTime.Format("2006-01-02 15:04:05"),
 			b.StopTime.Sub(b.StartTime).Round(time.Second), b.StopTimeline, b.StartLSN, b.StopLSN,
 			humanBytes(b.DataBytes), humanBytes(b.StoredBytes), pinned)
 	}
