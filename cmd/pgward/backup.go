@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/internal/config"
+	"github.com/pgward/pgward/jobs"
 	"github.com/pgward/pgward/storage"
 )
 
@@ -44,7 +46,7 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 			&cli.StringFlag{Name: "part-size", Value: "1GiB", Usage: "store each archive in parts of `SIZE` (of the stream the server sends)"},
 			&cli.DurationFlag{Name: "wal-timeout", Value: basebackup.DefaultWALTimeout, Usage: "wait at most `DURATION` for the WAL the backup needs"},
 			&cli.BoolFlag{Name: "json", Usage: "print the finished backup's backup.json"},
-		}, backupCompressionFlags("")...),
+		}, append(backupCompressionFlags(""), oneShotFlags()...)...),
 		Action:       runBackup,
 		OnUsageError: flagUsageError,
 		Subcommands: []*cli.Command{
@@ -149,8 +151,16 @@ func runBackup(c *cli.Context) error {
 	}
 	prog := startProgress(c, log, "backup", 0, c.Bool("json"))
 	cfg.Progress = prog.Update
-	info, err := basebackup.Take(c.Context, cfg)
-	prog.Finish()
+	var info *catalog.BackupInfo
+	err = runOneShot(c, log, "backup", a.Layout.Cluster, func(ctx context.Context) (jobs.Outcome, error) {
+		var err error
+		info, err = basebackup.Take(ctx, cfg)
+		prog.Finish()
+		if err != nil {
+			return jobs.Outcome{}, err
+		}
+		return jobs.Outcome{Bytes: info.StoredBytes, Note: "backup " + info.ID}, nil
+	})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/dump"
+	"github.com/pgward/pgward/jobs"
 	"github.com/pgward/pgward/restore"
 )
 
@@ -92,15 +93,13 @@ every dump is sealed to --recipient.`,
 			},
 			{
 				Name: "drill", Usage: "restore a random dump of the last week into a scratch database and check its tables and rows",
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "database", Usage: "drill only database `NAME`"},
 					&cli.StringFlag{Name: "id", Usage: "drill the dump with this `ID`"},
 					&cli.StringFlag{Name: "drill-target", EnvVars: []string{"PGWARD_DRILL_TARGET"}, Usage: "connection `STRING` of a server to restore into (a scratch database is created and dropped); default: a throwaway local cluster"},
 					pgBin,
 					&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
-					&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when the drill fails"},
-					&cli.StringFlag{Name: "metrics-file", Usage: "write the drill's metrics to `FILE` (node_exporter textfile format)"},
-				},
+				}, oneShotFlags()...),
 				Action:       runDumpDrill,
 				OnUsageError: flagUsageError,
 			},
@@ -183,9 +182,16 @@ func runDump(c *cli.Context) error {
 	prog := startProgress(c, cat.Logger, "dump", 0, c.Bool("json"))
 	defer prog.Finish()
 	cfg.Progress = func(db string, done, total int64) { prog.Update(done, total) }
-	res, err := dump.Run(c.Context, cfg)
-	if err != nil {
-		return err
+	var res *dump.Result
+	runErr := runOneShot(c, cat.Logger, "dump", cat.Layout.Cluster, func(ctx context.Context) (jobs.Outcome, error) {
+		var err error
+		if res, err = dump.Run(ctx, cfg); err != nil {
+			return jobs.Outcome{}, err
+		}
+		return dumpOutcome(res), res.Err()
+	})
+	if res == nil {
+		return runErr
 	}
 	if c.Bool("json") {
 		if res.Dumps == nil {
@@ -203,7 +209,7 @@ func runDump(c *cli.Context) error {
 	for _, f := range res.Failed {
 		fmt.Fprintf(c.App.ErrWriter, "pgward: dump of %s failed: %v\n", f.Database, f.Err)
 	}
-	return res.Err()
+	return runErr
 }
 
 func runDumpList(c *cli.Context) error {
@@ -355,10 +361,6 @@ func runDumpDrill(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	notify, err := newNotifier(c.String("notify-url"), cat.Layout.Cluster, prometheus.NewRegistry(), cat.Logger)
-	if err != nil {
-		return err
-	}
 	s := settingsFrom(c)
 	if s.IdentityFile == "" {
 		return errors.New("a drill decrypts dumps: give --identity-file (or PGWARD_IDENTITY_FILE) with the identities of the dumps' recipients")
@@ -371,15 +373,17 @@ func runDumpDrill(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	m := newDrillMetrics(reg)
-	rep, derr := dump.Drill(c.Context, dump.DrillConfig{Catalog: cat, Opener: opener, Database: c.String("database"), ID: c.String("id"),
-		Target: target, Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now})
-	m.observe(rep)
-	if f := c.String("metrics-file"); f != "" {
-		if err := prometheus.WriteToTextfile(f, reg); err != nil {
-			return fmt.Errorf("--metrics-file: %w", err)
-		}
+	m := newDrillMetrics(nil)
+	var rep *dump.DrillReport
+	derr := runOneShot(c, cat.Logger, "dump-drill", cat.Layout.Cluster, func(ctx context.Context) (jobs.Outcome, error) {
+		var err error
+		rep, err = dump.Drill(ctx, dump.DrillConfig{Catalog: cat, Opener: opener, Database: c.String("database"), ID: c.String("id"),
+			Target: target, Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now})
+		m.observe(rep)
+		return drillOutcome(rep), err
+	}, m.collectors()...)
+	if rep == nil {
+		return derr
 	}
 	if c.Bool("json") {
 		if err := printJSON(c.App.Writer, rep); err != nil {
@@ -389,7 +393,6 @@ func runDumpDrill(c *cli.Context) error {
 		printDrill(c.App.Writer, rep)
 	}
 	if derr != nil {
-		notify.failed(c.Context, "dump-drill", derr)
 		return withStatus(exitError, errSilent)
 	}
 	return nil
@@ -432,8 +435,14 @@ func newDrillMetrics(reg prometheus.Registerer) *drillMetrics {
 		ok: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_ok",
 			Help: "1 if the last restore drill passed, 0 if it failed."}),
 	}
-	reg.MustRegister(m.lastRun, m.lastSuccess, m.failures, m.ok)
+	if reg != nil {
+		reg.MustRegister(m.collectors()...)
+	}
 	return m
+}
+
+func (m *drillMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.lastRun, m.lastSuccess, m.failures, m.ok}
 }
 
 func (m *drillMetrics) observe(rep *dump.DrillReport) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,16 +11,17 @@ import (
 
 	"github.com/pgward/pgward/dump"
 	"github.com/pgward/pgward/internal/schedule"
+	"github.com/pgward/pgward/jobs"
 )
 
-// dumpSchedules prepares the sidecar's nightly dumps (each run followed
-// by a prune) and weekly restore drills, when --dump-source is set; src
-// and drillTarget are --dump-source and --drill-target, read with
-// connFlag. It checks every setting before anything runs; start runs the
-// schedules, owned by wg.
-func dumpSchedules(c *cli.Context, src, drillTarget string, reg prometheus.Registerer, notify *notifier, log *slog.Logger) (start func(context.Context, *sync.WaitGroup), err error) {
+// dumpJobs declares the sidecar's nightly dumps (each run followed by a
+// prune) and weekly restore drills, when --dump-source is set; src and
+// drillTarget are --dump-source and --drill-target, read with connFlag.
+// It checks every setting before anything runs; runner reports the
+// prune that follows each dump run.
+func dumpJobs(c *cli.Context, src, drillTarget string, reg prometheus.Registerer, runner *jobs.Runner, log *slog.Logger) ([]jobs.Job, error) {
 	if src == "" {
-		return func(context.Context, *sync.WaitGroup) {}, nil
+		return nil, nil
 	}
 	tz := c.String("dump-timezone")
 	sched, err := schedule.Parse(c.String("dump-schedule"), tz)
@@ -45,47 +45,38 @@ func dumpSchedules(c *cli.Context, src, drillTarget string, reg prometheus.Regis
 	tools := dump.Tools{Dir: c.String("pg-bin")}
 	cfg := dump.Config{Catalog: cat, Source: src, Globals: true, Keys: keys, Tools: tools, Retries: 3,
 		PauseReplay: c.Bool("dump-pause-replay")}
-	dumps := func(ctx context.Context, wg *sync.WaitGroup) {
-		wg.Go(func() {
-			schedule.Every(ctx, sched, "dump", log, func() {
-				res, err := dump.Run(ctx, cfg)
-				if ctx.Err() != nil {
-					return // a shutdown
-				}
-				if err != nil {
-					notify.failed(ctx, "dump", err)
-					return
-				}
-				if err := res.Err(); err != nil {
-					notify.failed(ctx, "dump", err)
-					// Prune all the same: retention counts the dumps that
-					// exist, so a database that keeps failing keeps its last
-					// good ones, and the others are not held back.
-				}
-				// The policy is read each time: 'pgward retention set'
-				// takes effect without a restart.
-				policy, err := dumpPolicy(ctx, c, cat, "dump-timezone")
-				if err != nil {
-					notify.failed(ctx, "dump-prune", err)
-					return
-				}
-				pres, err := cat.Prune(ctx, policy, time.Now(), false)
-				if err != nil {
-					notify.failed(ctx, "dump-prune", err)
-					return
-				}
-				log.Info("scheduled dumps done", "dumps", len(res.Dumps), "pruned", len(pres.Deleted), "kept", len(pres.Kept))
-			})
-		})
-	}
-
+	// The prune follows each dump run, even a failed one: retention counts
+	// the dumps that exist, so a database that keeps failing keeps its
+	// last good ones. The policy is read each time: 'pgward retention set'
+	// takes effect without a restart.
+	pruneJob := jobs.Job{Name: "dump-prune", Run: func(ctx context.Context) (jobs.Outcome, error) {
+		policy, err := dumpPolicy(ctx, c, cat, "dump-timezone")
+		if err != nil {
+			return jobs.Outcome{}, err
+		}
+		pres, err := cat.Prune(ctx, policy, time.Now(), false)
+		if err != nil {
+			return jobs.Outcome{}, err
+		}
+		return jobs.Outcome{Note: fmt.Sprintf("kept %d dumps, deleted %d", len(pres.Kept), len(pres.Deleted))}, nil
+	}}
+	out := []jobs.Job{{Name: "dump", Schedule: sched, Run: func(ctx context.Context) (jobs.Outcome, error) {
+		res, err := dump.Run(ctx, cfg)
+		if ctx.Err() == nil {
+			runner.Once(ctx, pruneJob)
+		}
+		if err != nil {
+			return jobs.Outcome{}, err
+		}
+		return dumpOutcome(res), res.Err()
+	}}}
 	spec := c.String("drill-schedule")
 	if spec == "" {
-		return dumps, nil
+		return out, nil
 	}
 	if s.IdentityFile == "" {
 		log.Warn("restore drills are off: --drill-schedule needs --identity-file to decrypt dumps (a host that only archives holds public keys)")
-		return dumps, nil
+		return out, nil
 	}
 	drillSched, err := schedule.Parse(spec, tz)
 	if err != nil {
@@ -97,21 +88,34 @@ func dumpSchedules(c *cli.Context, src, drillTarget string, reg prometheus.Regis
 	}
 	m := newDrillMetrics(reg)
 	dcfg := dump.DrillConfig{Catalog: cat, Opener: opener, Target: drillTarget, Tools: tools}
-	drills := func(ctx context.Context, wg *sync.WaitGroup) {
-		wg.Go(func() {
-			schedule.Every(ctx, drillSched, "drill", log, func() {
-				rep, err := dump.Drill(ctx, dcfg)
-				if ctx.Err() != nil {
-					return // a shutdown, not a verdict on the dump
-				}
-				m.observe(rep)
-				if err != nil {
-					notify.failed(ctx, "dump-drill", err)
-					return
-				}
-				log.Info("restore drill passed", "database", rep.Database, "dump_id", rep.DumpID, "tables", rep.TablesSeen, "rows", rep.RowsSeen)
-			})
-		})
+	out = append(out, jobs.Job{Name: "dump-drill", Schedule: drillSched, Run: func(ctx context.Context) (jobs.Outcome, error) {
+		rep, err := dump.Drill(ctx, dcfg)
+		if ctx.Err() == nil {
+			m.observe(rep) // a shutdown is no verdict on the dump
+		}
+		return drillOutcome(rep), err
+	}})
+	return out, nil
+}
+
+// dumpOutcome is a dump run's outcome, one item per database.
+func dumpOutcome(res *dump.Result) jobs.Outcome {
+	var o jobs.Outcome
+	for _, d := range res.Dumps {
+		o.Bytes += d.StoredBytes
+		o.Items = append(o.Items, jobs.Item{Name: d.Name(), Bytes: d.StoredBytes, Duration: d.EndTime.Sub(d.StartTime)})
 	}
-	return func(ctx context.Context, wg *sync.WaitGroup) { dumps(ctx, wg); drills(ctx, wg) }, nil
+	for _, f := range res.Failed {
+		o.Items = append(o.Items, jobs.Item{Name: f.Database, Err: f.Err})
+	}
+	o.Note = fmt.Sprintf("%d dumps, %d failed", len(res.Dumps), len(res.Failed))
+	return o
+}
+
+// drillOutcome is a drill's outcome.
+func drillOutcome(rep *dump.DrillReport) jobs.Outcome {
+	if rep == nil || rep.DumpID == "" {
+		return jobs.Outcome{}
+	}
+	return jobs.Outcome{Note: fmt.Sprintf("dump %s of %s: %d tables, %d rows", rep.DumpID, rep.Database, rep.TablesSeen, rep.RowsSeen)}
 }

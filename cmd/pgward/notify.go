@@ -11,29 +11,29 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// notifier reports failed scheduled jobs: a counter, and a JSON POST to
-// --notify-url with retries.
+// notifier reports the end of jobs with a JSON POST to --notify-url,
+// with retries: failures always, successes with --notify-success, so a
+// scheduler that went quiet is noticed.
 type notifier struct {
-	url      string // "" when off
-	shown    string // url without user info, path or query: for logs and errors
-	cluster  string
-	failures *prometheus.CounterVec
-	log      *slog.Logger
-	client   *http.Client
-	backoff  time.Duration // before the first retry; doubles
+	url       string // "" when off
+	shown     string // url without user info, path or query: for logs and errors
+	cluster   string
+	successes bool
+	log       *slog.Logger
+	client    *http.Client
+	backoff   time.Duration // before the first retry; doubles
 }
 
 // newNotifier checks rawURL (empty: no notices, only the counter). A
 // webhook URL often carries its token in the user info, path or query, so
 // the notifier logs and reports it only as scheme://host/…?… (issue 11).
-func newNotifier(rawURL, cluster string, reg prometheus.Registerer, log *slog.Logger) (*notifier, error) {
-	n := &notifier{cluster: cluster, log: log, client: &http.Client{Timeout: 10 * time.Second}, backoff: time.Second,
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgward", Name: "scheduled_job_failures_total",
-			Help: "Failed scheduled jobs of the sidecar (backup, prune)."}, []string{"job"})}
+func newNotifier(rawURL, cluster string, successes bool, log *slog.Logger) (*notifier, error) {
+	n := &notifier{cluster: cluster, successes: successes, log: log, client: &http.Client{Timeout: 10 * time.Second}, backoff: time.Second}
+	if successes && rawURL == "" {
+		return nil, errors.New("--notify-success needs --notify-url: where to send the notices")
+	}
 	if rawURL != "" {
 		shown, err := checkNotifyURL(rawURL)
 		if err != nil {
@@ -41,7 +41,6 @@ func newNotifier(rawURL, cluster string, reg prometheus.Registerer, log *slog.Lo
 		}
 		n.url, n.shown = rawURL, shown
 	}
-	reg.MustRegister(n.failures)
 	return n, nil
 }
 
@@ -84,17 +83,28 @@ func redactURL(u *url.URL) string {
 	return b.String()
 }
 
-// failed counts the failure and posts it; it returns once delivered or
-// after the last retry.
-func (n *notifier) failed(ctx context.Context, job string, err error) {
-	n.failures.WithLabelValues(job).Inc()
+// Failed posts a job's failure; it returns once delivered or after the
+// last retry.
+func (n *notifier) Failed(ctx context.Context, job string, err error) {
+	n.post(ctx, job, map[string]string{"status": "failed", "error": err.Error()})
+}
+
+// Succeeded posts a job's success, with --notify-success.
+func (n *notifier) Succeeded(ctx context.Context, job, note string) {
+	if n.successes {
+		n.post(ctx, job, map[string]string{"status": "succeeded", "note": note})
+	}
+}
+
+func (n *notifier) post(ctx context.Context, job string, fields map[string]string) {
 	if n.url == "" {
 		return
 	}
-	body, _ := json.Marshal(map[string]string{
-		"source": "pgward", "cluster": n.cluster, "job": job, "status": "failed",
-		"error": err.Error(), "time": time.Now().UTC().Format(time.RFC3339),
-	})
+	msg := map[string]string{"source": "pgward", "cluster": n.cluster, "job": job, "time": time.Now().UTC().Format(time.RFC3339)}
+	for k, v := range fields {
+		msg[k] = v
+	}
+	body, _ := json.Marshal(msg)
 	const attempts = 5
 	backoff := n.backoff
 	for attempt := 1; ; attempt++ {

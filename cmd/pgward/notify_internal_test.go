@@ -12,9 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestNotifierRetriesUntilDelivered(t *testing.T) {
@@ -28,21 +25,31 @@ func TestNotifierRetriesUntilDelivered(t *testing.T) {
 		json.NewDecoder(r.Body).Decode(&got)
 	}))
 	defer srv.Close()
-	reg := prometheus.NewRegistry()
-	n, err := newNotifier(srv.URL, "shared-01", reg, slog.New(slog.DiscardHandler))
+	n, err := newNotifier(srv.URL, "shared-01", true, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.backoff = time.Millisecond
-	n.failed(t.Context(), "backup", errors.New("WAL segment 00000001000000000000000A did not reach the repository"))
+	n.Failed(t.Context(), "backup", errors.New("WAL segment 00000001000000000000000A did not reach the repository"))
 	if calls.Load() != 3 {
 		t.Fatalf("%d attempts, want 3 (two refused, then delivered)", calls.Load())
 	}
 	if got["job"] != "backup" || got["cluster"] != "shared-01" || got["status"] != "failed" || got["error"] == "" {
 		t.Errorf("notice = %v", got)
 	}
-	if v := testutil.ToFloat64(n.failures.WithLabelValues("backup")); v != 1 {
-		t.Errorf("failure counter = %v, want 1", v)
+	calls.Store(2) // the next is delivered at once
+	n.Succeeded(t.Context(), "prune", "deleted 2 backups")
+	if got["job"] != "prune" || got["status"] != "succeeded" || got["note"] != "deleted 2 backups" {
+		t.Errorf("success notice = %v", got)
+	}
+	quiet, _ := newNotifier(srv.URL, "shared-01", false, slog.New(slog.DiscardHandler))
+	before := calls.Load()
+	quiet.Succeeded(t.Context(), "prune", "x")
+	if calls.Load() != before {
+		t.Error("a success was posted without --notify-success")
+	}
+	if _, err := newNotifier("", "main", true, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--notify-success needs --notify-url") {
+		t.Errorf("--notify-success without a URL: %v", err)
 	}
 }
 
@@ -70,12 +77,12 @@ func TestNotifierLogsNoToken(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			n, err := newNotifier(tc.url, "main", prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+			n, err := newNotifier(tc.url, "main", false, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			n.backoff = time.Millisecond
-			n.failed(t.Context(), "backup", errors.New("boom"))
+			n.Failed(t.Context(), "backup", errors.New("boom"))
 			out := logs.String()
 			if strings.Count(out, "notification failed; retrying") != 4 || strings.Count(out, "not delivered after 5 attempts") != 1 {
 				t.Errorf("want 4 retries logged, then the failure:\n%s", out)
@@ -109,7 +116,7 @@ func TestNotifierBadURL(t *testing.T) {
 		"https://user:" + secret + "@[::1",
 		"'https://hooks.example.com/" + secret + "'", // quoted twice by a unit file
 	} {
-		_, err := newNotifier(raw, "main", prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		_, err := newNotifier(raw, "main", false, slog.New(slog.DiscardHandler))
 		if err == nil {
 			t.Errorf("newNotifier(%q) accepted it", raw)
 			continue
@@ -118,7 +125,7 @@ func TestNotifierBadURL(t *testing.T) {
 			t.Errorf("newNotifier(%q): %v; want a message naming --notify-url and the form, without the token", raw, err)
 		}
 	}
-	n, err := newNotifier("", "main", prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	n, err := newNotifier("", "main", false, slog.New(slog.DiscardHandler))
 	if err != nil || n.url != "" {
 		t.Errorf("an empty --notify-url: %v, want notices off", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgward/pgward/archive"
+	"github.com/pgward/pgward/jobs"
 	"github.com/pgward/pgward/prune"
 	"github.com/pgward/pgward/seal"
 )
@@ -25,11 +26,11 @@ and failed backups (no backup.json) older than the window. Ordering uses the
 recorded times and LSNs, never object names. A backup's backup.json goes
 before its parts, so an interrupted prune never leaves a half-visible backup.
 Takes the backup lock. --dry-run lists what would go and why.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			retentionWindowFlag("without a stored retention policy: the point-in-time recovery `WINDOW` to keep", "window"),
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be deleted, and why; delete nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result (or, with --dry-run, the plan) as one JSON object"},
-		},
+		}, oneShotFlags()...),
 		Action: runPrune,
 	}
 }
@@ -54,12 +55,19 @@ func runPrune(c *cli.Context) error {
 		return err
 	}
 	opts := prune.Options{Window: policy.Window(), DryRun: c.Bool("dry-run"), Now: now}
-	return runPruneWith(c.Context, a, log, opts, c.Bool("json"), c.App.Writer)
+	if opts.DryRun {
+		_, err := runPruneWith(c.Context, a, log, opts, c.Bool("json"), c.App.Writer)
+		return err
+	}
+	return runOneShot(c, log, "prune", a.Layout.Cluster, func(ctx context.Context) (jobs.Outcome, error) {
+		res, err := runPruneWith(ctx, a, log, opts, c.Bool("json"), c.App.Writer)
+		return jobs.Outcome{Note: res.Summary()}, err
+	})
 }
 
 // runPruneWith prunes a's cluster and prints each deletion as it is made
 // (or the whole result as JSON).
-func runPruneWith(ctx context.Context, a *archive.Archive, log *slog.Logger, opts prune.Options, asJSON bool, out io.Writer) error {
+func runPruneWith(ctx context.Context, a *archive.Archive, log *slog.Logger, opts prune.Options, asJSON bool, out io.Writer) (prune.Result, error) {
 	opts.Logger = log
 	verb := "deleted"
 	if opts.DryRun {
@@ -77,11 +85,11 @@ func runPruneWith(ctx context.Context, a *archive.Archive, log *slog.Logger, opt
 	}
 	res, err := prune.Run(ctx, a, opts, each)
 	if err != nil {
-		return err
+		return res, err
 	}
 	if asJSON {
-		return printJSON(out, res)
+		return res, printJSON(out, res)
 	}
 	fmt.Fprintln(out, res.Summary())
-	return nil
+	return res, nil
 }

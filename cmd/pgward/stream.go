@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/internal/config"
 	"github.com/pgward/pgward/internal/schedule"
+	"github.com/pgward/pgward/jobs"
 	"github.com/pgward/pgward/prune"
 	"github.com/pgward/pgward/stream"
 )
@@ -58,7 +58,8 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "backup-timezone", EnvVars: []string{"PGWARD_BACKUP_TIMEZONE"}, Value: basebackup.DefaultTimezone, Usage: "time `ZONE` of --backup-schedule"},
 			&cli.StringFlag{Name: "backup-checkpoint", Value: "spread", Usage: "checkpoint `MODE` of scheduled backups: fast or spread"},
 			&cli.StringFlag{Name: "backup-part-size", Value: "1GiB", Usage: "part `SIZE` of scheduled backups"},
-			&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when a scheduled backup or prune fails (retried)"},
+			&cli.StringFlag{Name: "notify-url", EnvVars: []string{"PGWARD_NOTIFY_URL"}, Usage: "POST a JSON notice to `URL` when a scheduled job (backup, prune, dump, drill) fails (retried)"},
+			&cli.BoolFlag{Name: "notify-success", Usage: "also notify each job's success, so a scheduler that went quiet is noticed"},
 			&cli.StringFlag{Name: "prune-schedule", EnvVars: []string{"PGWARD_PRUNE_SCHEDULE"}, Value: "0 3 * * *", Usage: "apply retention at these times (five cron `FIELDS`, in --backup-timezone; empty: never)"},
 			retentionWindowFlag("without a stored retention policy: the recovery `WINDOW` scheduled prunes keep", "prune-window"),
 			&cli.StringFlag{Name: "dump-source", EnvVars: []string{"PGWARD_DUMP_SOURCE"}, Usage: "make logical dumps on schedule from the server at connection `STRING` (the replica); empty: no dumps"},
@@ -118,7 +119,7 @@ func runStream(c *cli.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	notify, err := newNotifier(c.String("notify-url"), layout.Cluster, reg, log)
+	notify, err := newNotifier(c.String("notify-url"), layout.Cluster, c.Bool("notify-success"), log)
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,8 @@ func runStream(c *cli.Context) error {
 			return err
 		}
 	}
-	startDumps, err := dumpSchedules(c, conns["dump-source"], conns["drill-target"], reg, notify, log)
+	runner := &jobs.Runner{Logger: log, Metrics: jobs.NewMetrics(reg), Notify: notify}
+	dumpSched, err := dumpJobs(c, conns["dump-source"], conns["drill-target"], reg, runner, log)
 	if err != nil {
 		return err
 	}
@@ -192,45 +194,30 @@ func runStream(c *cli.Context) error {
 		})
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
+	var scheduled []jobs.Job
 	if backupSched != nil {
-		wg.Go(func() {
-			// The lock keeps a backup started by hand and a scheduled one apart.
-			schedule.Every(ctx, backupSched, "backup", log, func() {
-				info, err := basebackup.Take(ctx, bcfg)
-				if err != nil {
-					if ctx.Err() == nil {
-						log.Error("scheduled base backup failed", "err", err)
-						notify.failed(ctx, "backup", err)
-					}
-					return
-				}
-				log.Info("scheduled base backup done", "backup_id", info.ID, "bytes", info.DataBytes)
-			})
-		})
+		// The lock keeps a backup started by hand and a scheduled one apart.
+		scheduled = append(scheduled, jobs.Job{Name: "backup", Schedule: backupSched, Run: func(ctx context.Context) (jobs.Outcome, error) {
+			info, err := basebackup.Take(ctx, bcfg)
+			if err != nil {
+				return jobs.Outcome{}, err
+			}
+			return jobs.Outcome{Bytes: info.StoredBytes, Note: "backup " + info.ID}, nil
+		}})
 	}
 	if pruneSched != nil {
-		wg.Go(func() {
-			schedule.Every(ctx, pruneSched, "prune", log, func() {
-				var out strings.Builder
-				// Read each time: 'pgward retention set' takes effect
-				// without a restart.
-				policy, err := retentionPolicy(ctx, c, a.Store, a.Layout, "dump-timezone")
-				if err == nil {
-					err = runPruneWith(ctx, a, log, prune.Options{Window: policy.Window()}, false, &out)
-				}
-				if err != nil {
-					if ctx.Err() == nil {
-						log.Error("scheduled prune failed", "err", err)
-						notify.failed(ctx, "prune", err)
-					}
-					return
-				}
-				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-				log.Info("scheduled prune done", "summary", lines[len(lines)-1])
-			})
-		})
+		scheduled = append(scheduled, jobs.Job{Name: "prune", Schedule: pruneSched, Run: func(ctx context.Context) (jobs.Outcome, error) {
+			// Read each time: 'pgward retention set' takes effect without
+			// a restart.
+			policy, err := retentionPolicy(ctx, c, a.Store, a.Layout, "dump-timezone")
+			if err != nil {
+				return jobs.Outcome{}, err
+			}
+			res, err := prune.Run(ctx, a, prune.Options{Window: policy.Window(), Logger: log}, nil)
+			return jobs.Outcome{Note: res.Summary()}, err
+		}})
 	}
-	startDumps(ctx, &wg)
+	runner.Start(ctx, &wg, append(scheduled, dumpSched...)...)
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
 }

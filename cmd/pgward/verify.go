@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgward/pgward/jobs"
 	"github.com/pgward/pgward/verify"
 )
 
@@ -19,10 +21,10 @@ be the file its name says (WAL page headers, history files), and, with
 --trusted-signer, carry a valid signature made for its place. Counts signed,
 unsigned and bad objects. Needs the identity. Exits 1 and names every damaged
 or forged object when one is found.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.Float64Flag{Name: "sample", Value: 1, Usage: "read this `FRACTION` of the objects, chosen at random (0 < f <= 1)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object (counts, and each damaged object with its error)"},
-		},
+		}, oneShotFlags()...),
 		Action: runVerify,
 	}
 }
@@ -51,17 +53,20 @@ func runVerify(c *cli.Context) error {
 	if !asJSON {
 		opts.Bad = func(f verify.Finding) { fmt.Fprintf(out, "DAMAGED %s: %s\n", f.Key, f.Error) }
 	}
-	res := verify.Run(c.Context, a, plan, opts)
-	prog.Finish()
-	if asJSON {
-		if err := printJSON(out, res); err != nil {
-			return err
+	return runOneShot(c, log, "verify", a.Layout.Cluster, func(ctx context.Context) (jobs.Outcome, error) {
+		res := verify.Run(ctx, a, plan, opts)
+		prog.Finish()
+		if asJSON {
+			if err := printJSON(out, res); err != nil {
+				return jobs.Outcome{}, err
+			}
+		} else {
+			fmt.Fprintf(out, "verified %d of %d objects: %d signed, %d unsigned, %d damaged or not authentic\n", res.Checked, res.Total, res.Signed, res.Unsigned, res.Bad)
 		}
-	} else {
-		fmt.Fprintf(out, "verified %d of %d objects: %d signed, %d unsigned, %d damaged or not authentic\n", res.Checked, res.Total, res.Signed, res.Unsigned, res.Bad)
-	}
-	if res.Bad > 0 {
-		return fmt.Errorf("%d damaged or forged objects: restore them from another copy", res.Bad)
-	}
-	return nil
+		o := jobs.Outcome{Bytes: res.Bytes, Note: fmt.Sprintf("verified %d of %d objects, %d bad", res.Checked, res.Total, res.Bad)}
+		if res.Bad > 0 {
+			return o, fmt.Errorf("%d damaged or forged objects: restore them from another copy", res.Bad)
+		}
+		return o, nil
+	})
 }

@@ -44,6 +44,18 @@ func TestVerifyJSON(t *testing.T) {
 	if res := read(exitOK); res.Cluster != "main" || res.Checked != 2 || res.Total != 2 || res.Unsigned != 2 || res.Bad != 0 || res.Bytes <= 0 || len(res.Findings) != 0 {
 		t.Errorf("verify --json: %+v", res)
 	}
+	// A run by hand or by cron reports as the sidecar's jobs do, into a
+	// node_exporter textfile that keeps the last success through a failure.
+	prom := filepath.Join(t.TempDir(), "pgward.prom")
+	pgward(t, "--repo", repoURL, "verify", "--metrics-file", prom).check(t, exitOK, nil, nil)
+	pgward(t, "--repo", repoURL, "prune", "--metrics-file", prom).check(t, exitOK, nil, nil)
+	before := string(readFile(t, prom))
+	for _, want := range []string{`pgward_job_last_ok{cluster="main",job="verify"} 1`, `pgward_job_last_ok{cluster="main",job="prune"} 1`,
+		`pgward_job_last_success_timestamp_seconds{cluster="main",job="verify"}`, `pgward_job_last_bytes{cluster="main",job="verify"}`} {
+		if !strings.Contains(before, want) {
+			t.Errorf("metrics file lacks %s:\n%s", want, before)
+		}
+	}
 	// Damage one segment: it is named, with why.
 	var victim string
 	filepath.Walk(filepath.Join(dir, "main", "wal"), func(p string, fi os.FileInfo, _ error) error {
@@ -59,6 +71,24 @@ func TestVerifyJSON(t *testing.T) {
 	data[len(data)/2] ^= 0xff
 	os.WriteFile(victim, data, 0o600)
 	res := read(exitError)
+	pgward(t, "--repo", repoURL, "verify", "--metrics-file", prom).check(t, exitError, nil, []string{"job failed"})
+	pgward(t, "--repo", repoURL, "verify", "--metrics-file", prom).check(t, exitError, nil, nil)
+	after := string(readFile(t, prom))
+	if !strings.Contains(after, `pgward_job_last_ok{cluster="main",job="verify"} 0`) || !strings.Contains(after, `pgward_scheduled_job_failures_total{cluster="main",job="verify"} 2`) ||
+		!strings.Contains(after, `pgward_job_last_ok{cluster="main",job="prune"} 1`) {
+		t.Errorf("metrics file after a failed verify:\n%s", after)
+	}
+	lastSuccess := func(text string) string {
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, `pgward_job_last_success_timestamp_seconds{cluster="main",job="verify"}`) {
+				return l
+			}
+		}
+		return ""
+	}
+	if lastSuccess(after) == "" || lastSuccess(after) != lastSuccess(before) {
+		t.Errorf("the failed run lost the last success: before %q, after %q", lastSuccess(before), lastSuccess(after))
+	}
 	if res.Bad != 1 || len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Key, "000000010000000000000004") || res.Findings[0].Error == "" {
 		t.Errorf("verify --json with a damaged segment: %+v", res)
 	}

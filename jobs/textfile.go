@@ -1,0 +1,113 @@
+package jobs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+)
+
+// WriteTextfile writes g's metrics to path in node_exporter's textfile
+// format, atomically (temp file, fsync, rename). What the file already
+// holds is kept, unless g has the same series: so a cron job's failure
+// keeps the last success of the run before, and several commands may
+// share one file. g's counters count one run: they are added to the
+// file's. A file that does not parse is replaced, and the error
+// says so.
+func WriteTextfile(path string, g prometheus.Gatherer) error {
+	fresh, err := g.Gather()
+	if err != nil {
+		return err
+	}
+	var warn error
+	old := map[string]*dto.MetricFamily{}
+	if data, err := os.ReadFile(path); err == nil {
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		if old, err = parser.TextToMetricFamilies(bytes.NewReader(data)); err != nil {
+			old, warn = map[string]*dto.MetricFamily{}, fmt.Errorf("%s did not parse, replaced: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, f := range fresh {
+		prev, ok := old[f.GetName()]
+		if !ok || prev.GetType() != f.GetType() {
+			old[f.GetName()] = f
+			continue
+		}
+		byLabels := map[string]*dto.Metric{}
+		for _, m := range prev.Metric {
+			byLabels[labelKey(m)] = m
+		}
+		for _, m := range f.Metric {
+			// A counter counts this run: add what the runs before counted.
+			if was, ok := byLabels[labelKey(m)]; ok && m.Counter != nil && was.Counter != nil {
+				m.Counter.Value = proto.Float64(m.Counter.GetValue() + was.Counter.GetValue())
+			}
+			byLabels[labelKey(m)] = m
+		}
+		prev.Metric = prev.Metric[:0]
+		for _, k := range sortedKeys(byLabels) {
+			prev.Metric = append(prev.Metric, byLabels[k])
+		}
+		prev.Help = f.Help
+	}
+	var buf bytes.Buffer
+	for _, name := range sortedKeys(old) {
+		if _, err := expfmt.MetricFamilyToText(&buf, old[name]); err != nil {
+			return err
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return warn
+}
+
+func labelKey(m *dto.Metric) string {
+	var parts []string
+	for _, l := range m.GetLabel() {
+		parts = append(parts, l.GetName()+"="+l.GetValue())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
