@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/time/rate"
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/catalog"
@@ -39,8 +40,12 @@ type Config struct {
 	Lease time.Duration
 	// Progress, if set, is called as the server reports bytes sent.
 	Progress func(done, total int64)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Limiter, if set, paces what is stored, in bytes per second: the
+	// server's sending slows with it (TCP backpressure). Its limit may
+	// change while the backup runs (a backup window's end).
+	Limiter *rate.Limiter
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Take runs one base backup into the repository and returns its
@@ -126,7 +131,7 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	log.Info("base backup started", "source_timeline", ident.Timeline)
 	newSink := func() *storeSink {
 		return &storeSink{ctx: ctx, store: a.Store, layout: a.Layout, sealer: a.Sealer, id: id, partSize: partSize,
-			progress: cfg.Progress, compressed: opts.ServerCompress}
+			progress: cfg.Progress, compressed: opts.ServerCompress, limiter: cfg.Limiter}
 	}
 	sink := newSink()
 	res, err := Run(ctx, conn, opts, sink)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/time/rate"
+
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
@@ -35,6 +37,7 @@ type storeSink struct {
 	// is what the server last reported having read.
 	compressed bool
 	serverDone int64
+	limiter    *rate.Limiter // nil: no pacing
 
 	start       wal.LSN
 	tli         uint32
@@ -106,6 +109,9 @@ func (s *storeSink) Write(p []byte) error {
 	if !s.inManifest && len(s.archives) == 0 {
 		return errors.New("BASE_BACKUP: data before any archive")
 	}
+	if err := s.pace(len(p)); err != nil {
+		return s.fail(err)
+	}
 	for len(p) > 0 {
 		if s.cur == nil {
 			if err := s.openPart(); err != nil {
@@ -132,6 +138,21 @@ func (s *storeSink) Write(p []byte) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// pace waits until n more bytes may be stored.
+func (s *storeSink) pace(n int) error {
+	if s.limiter == nil {
+		return nil
+	}
+	for n > 0 {
+		step := min(n, max(s.limiter.Burst(), 1))
+		if err := s.limiter.WaitN(s.ctx, step); err != nil {
+			return fmt.Errorf("pace the backup: %w", err)
+		}
+		n -= step
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ package jobs
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -36,7 +38,44 @@ type Job struct {
 	Name     string
 	Schedule schedule.Schedule
 	Run      func(ctx context.Context) (Outcome, error)
+	// Window, when set, is when a scheduled run may start (never in
+	// business hours); a run still going at its end is handled as
+	// AtWindowEnd says.
+	Window      *schedule.Window
+	AtWindowEnd WindowEnd
+	// Throttle is called at the window's end with AtWindowEnd Throttle.
+	Throttle func()
+	// LastRun, when set, says when the job last ran (its newest backup or
+	// dump): a scheduled time missed since, while the sidecar was down,
+	// is run once at start, as late.
+	LastRun func(ctx context.Context) (time.Time, error)
 }
+
+// WindowEnd is what becomes of a run still going when its window ends.
+type WindowEnd int
+
+// What a run does at its window's end. Each is reported.
+const (
+	Finish   WindowEnd = iota // it goes on
+	Stop                      // it is stopped, and fails
+	Throttle                  // it goes on, slower (Job.Throttle)
+)
+
+// ParseWindowEnd reads finish, stop or throttle.
+func ParseWindowEnd(s string) (WindowEnd, error) {
+	switch s {
+	case "finish", "":
+		return Finish, nil
+	case "stop":
+		return Stop, nil
+	case "throttle":
+		return Throttle, nil
+	}
+	return 0, fmt.Errorf("%q: want finish, stop or throttle", s)
+}
+
+// errWindowEnded is the cause a run is stopped with at its window's end.
+var errWindowEnded = errors.New("stopped at the end of its window")
 
 // Notifier is told of each run's end.
 type Notifier interface {
@@ -47,7 +86,7 @@ type Notifier interface {
 // Metrics are the jobs' outcomes for Prometheus.
 type Metrics struct {
 	lastRun, lastSuccess, lastDuration, lastBytes, lastOK *prometheus.GaugeVec
-	failures                                              *prometheus.CounterVec
+	failures, skipped, late, overran                      *prometheus.CounterVec
 	itemLastSuccess, itemBytes, itemDuration, itemOK      *prometheus.GaugeVec
 }
 
@@ -63,12 +102,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastBytes:       gauge("job_last_bytes", "Bytes the job's last successful run stored (a verify: read).", "job"),
 		lastOK:          gauge("job_last_ok", "1 if the job's last run succeeded, 0 if it failed.", "job"),
 		failures:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgward", Name: "scheduled_job_failures_total", Help: "Failed runs of pgward's jobs (backup, prune, dump, dump-prune, dump-drill, verify)."}, []string{"job"}),
+		skipped:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgward", Name: "job_skipped_total", Help: "Scheduled runs not started because the time was outside the job's window."}, []string{"job"}),
+		late:            prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgward", Name: "job_late_runs_total", Help: "Runs made at start for a scheduled time missed while the sidecar was down."}, []string{"job"}),
+		overran:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pgward", Name: "job_window_overruns_total", Help: "Runs still going at the end of the job's window (then finished, stopped or throttled as configured)."}, []string{"job"}),
 		itemLastSuccess: gauge("job_item_last_success_timestamp_seconds", "When the job last succeeded for this item (a database of a dump run).", "job", "item"),
 		itemBytes:       gauge("job_item_last_bytes", "Bytes of the item's last successful run.", "job", "item"),
 		itemDuration:    gauge("job_item_last_duration_seconds", "How long the item's last run took.", "job", "item"),
 		itemOK:          gauge("job_item_last_ok", "1 if the item's last run succeeded, 0 if it failed.", "job", "item"),
 	}
-	reg.MustRegister(m.lastRun, m.lastSuccess, m.lastDuration, m.lastBytes, m.lastOK, m.failures,
+	reg.MustRegister(m.lastRun, m.lastSuccess, m.lastDuration, m.lastBytes, m.lastOK, m.failures, m.skipped, m.late, m.overran,
 		m.itemLastSuccess, m.itemBytes, m.itemDuration, m.itemOK)
 	return m
 }
@@ -82,6 +124,22 @@ type Runner struct {
 	// Interactive is a run by hand: the command prints the outcome and
 	// the error itself, so the runner logs them only at debug level.
 	Interactive bool
+	// AfterFunc is time.AfterFunc, for tests.
+	AfterFunc func(time.Duration, func()) (stop func() bool)
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+func (r *Runner) afterFunc(d time.Duration, f func()) func() bool {
+	if r.AfterFunc != nil {
+		return r.AfterFunc(d, f)
+	}
+	return time.AfterFunc(d, f).Stop
 }
 
 func (r *Runner) now() time.Time {
@@ -95,17 +153,23 @@ func (r *Runner) now() time.Time {
 // (a shutdown) is logged but neither counted nor notified: it is no verdict
 // on the job.
 func (r *Runner) Once(ctx context.Context, job Job) (Outcome, error) {
-	log := r.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	return r.once(ctx, ctx, job)
+}
+
+// once runs job in runCtx, which its window's end may cancel; ctx is the
+// sidecar's, whose end is a shutdown.
+func (r *Runner) once(ctx, runCtx context.Context, job Job) (Outcome, error) {
+	log := r.log()
 	begun := r.now()
-	out, err := job.Run(ctx)
+	out, err := job.Run(runCtx)
 	end := r.now()
 	took := end.Sub(begun)
 	if err != nil && ctx.Err() != nil {
 		log.Warn("job stopped by shutdown", "job", job.Name, "err", err)
 		return out, err
+	}
+	if err != nil && errors.Is(context.Cause(runCtx), errWindowEnded) {
+		err = fmt.Errorf("%w %s: %w", errWindowEnded, job.Window, err)
 	}
 	if m := r.Metrics; m != nil {
 		m.lastRun.WithLabelValues(job.Name).Set(float64(end.Unix()))
@@ -156,11 +220,70 @@ func (r *Runner) Start(ctx context.Context, wg *sync.WaitGroup, jobs ...Job) {
 			continue
 		}
 		wg.Go(func() {
-			log := r.Logger
-			if log == nil {
-				log = slog.New(slog.DiscardHandler)
-			}
-			schedule.Every(ctx, job.Schedule, job.Name, log, func() { r.Once(ctx, job) })
+			r.catchUp(ctx, job)
+			schedule.Every(ctx, job.Schedule, job.Name, r.log(), func() { r.Scheduled(ctx, job) })
 		})
 	}
+}
+
+// catchUp runs job once now if it has not run since its last scheduled
+// time (the sidecar was down then), and says it is late.
+func (r *Runner) catchUp(ctx context.Context, job Job) {
+	if job.LastRun == nil || job.Schedule == nil {
+		return
+	}
+	now := r.now()
+	prev := schedule.Prev(job.Schedule, now)
+	last, err := job.LastRun(ctx)
+	if err != nil {
+		r.log().Warn("cannot tell whether a scheduled run was missed", "job", job.Name, "err", err)
+		return
+	}
+	if prev.IsZero() || !last.Before(prev) {
+		return
+	}
+	if !job.Window.Contains(now) {
+		r.log().Warn("a scheduled run was missed; outside its window now, it waits for its next time",
+			"job", job.Name, "missed", prev, "last_run", last, "window", job.Window.String())
+		return
+	}
+	r.log().Warn("late run: a scheduled time was missed while pgward was down", "job", job.Name, "missed", prev, "last_run", last)
+	if r.Metrics != nil {
+		r.Metrics.late.WithLabelValues(job.Name).Inc()
+	}
+	r.Scheduled(ctx, job)
+}
+
+// Scheduled is a run at its time: not started outside the job's window,
+// and at the window's end finished, stopped or throttled.
+func (r *Runner) Scheduled(ctx context.Context, job Job) {
+	now := r.now()
+	if !job.Window.Contains(now) {
+		r.log().Warn("scheduled run skipped: outside its window", "job", job.Name, "window", job.Window.String())
+		if r.Metrics != nil {
+			r.Metrics.skipped.WithLabelValues(job.Name).Inc()
+		}
+		return
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if job.Window != nil {
+		stop := r.afterFunc(job.Window.End(now).Sub(now), func() {
+			if r.Metrics != nil {
+				r.Metrics.overran.WithLabelValues(job.Name).Inc()
+			}
+			switch {
+			case job.AtWindowEnd == Stop:
+				r.log().Warn("job still running at the end of its window: stopping it", "job", job.Name, "window", job.Window.String())
+				cancel(errWindowEnded)
+			case job.AtWindowEnd == Throttle && job.Throttle != nil:
+				r.log().Warn("job still running at the end of its window: throttling it", "job", job.Name, "window", job.Window.String())
+				job.Throttle()
+			default:
+				r.log().Warn("job still running at the end of its window: letting it finish", "job", job.Name, "window", job.Window.String())
+			}
+		})
+		defer stop()
+	}
+	r.once(ctx, runCtx, job)
 }

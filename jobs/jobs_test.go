@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pgward/pgward/internal/schedule"
 )
 
 type notices struct{ failed, succeeded []string }
@@ -93,6 +96,75 @@ func TestOnceShutdownIsNoVerdict(t *testing.T) {
 	for _, f := range fams {
 		if len(f.Metric) > 0 {
 			t.Errorf("a run stopped by shutdown set %s", f.GetName())
+		}
+	}
+}
+
+// A scheduled run starts only inside its window; one still going at the
+// window's end is stopped (and fails), throttled, or let finish, as set;
+// each is counted. The clock is simulated.
+func TestScheduledRespectsTheWindow(t *testing.T) {
+	window, err := schedule.ParseWindow("22:00-06:00", "UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(hh int) func() time.Time {
+		return func() time.Time { return time.Date(2026, 12, 2, hh, 0, 0, 0, time.UTC) }
+	}
+	// The window's end comes at once: the run then waits for its context.
+	atOnce := func(_ time.Duration, f func()) func() bool { go f(); return func() bool { return true } }
+	blocking := func(ctx context.Context) (Outcome, error) { <-ctx.Done(); return Outcome{}, ctx.Err() }
+
+	reg := prometheus.NewRegistry()
+	var n notices
+	ran := 0
+	r := &Runner{Metrics: NewMetrics(reg), Notify: &n, Now: day(12), AfterFunc: atOnce}
+	r.Scheduled(t.Context(), Job{Name: "backup", Window: window, Run: func(context.Context) (Outcome, error) { ran++; return Outcome{}, nil }})
+	if ran != 0 || testutil.ToFloat64(r.Metrics.skipped.WithLabelValues("backup")) != 1 {
+		t.Errorf("at noon: ran %d times, skipped %v; want skipped", ran, testutil.ToFloat64(r.Metrics.skipped.WithLabelValues("backup")))
+	}
+
+	r.Now = day(23)
+	r.Scheduled(t.Context(), Job{Name: "backup", Window: window, AtWindowEnd: Stop, Run: blocking})
+	if len(n.failed) != 1 || !strings.Contains(n.failed[0], "stopped at the end of its window 22:00-06:00 UTC") {
+		t.Errorf("stop at the window's end: notices %+v", n)
+	}
+	if testutil.ToFloat64(r.Metrics.overran.WithLabelValues("backup")) != 1 {
+		t.Error("the overrun was not counted")
+	}
+
+	throttled := make(chan struct{})
+	r.Scheduled(t.Context(), Job{Name: "dump", Window: window, AtWindowEnd: Throttle, Throttle: func() { close(throttled) },
+		Run: func(context.Context) (Outcome, error) { <-throttled; return Outcome{}, nil }})
+	if len(n.succeeded) != 1 || !strings.HasPrefix(n.succeeded[0], "dump") {
+		t.Errorf("throttled run: notices %+v, want it to succeed", n)
+	}
+}
+
+// A scheduled time missed while the sidecar was down is run once at start,
+// counted as late; not when the job ran since, nor outside its window.
+func TestCatchUpRunsMissedOnce(t *testing.T) {
+	sched, _ := schedule.Parse("30 0 * * *", "UTC")
+	window, _ := schedule.ParseWindow("00:00-06:00", "UTC")
+	now := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		last    time.Time
+		now     time.Time
+		wantRun int
+	}{
+		{"missed", now.Add(-30 * time.Hour), now, 1},
+		{"ran since", now.Add(-2 * time.Hour), now, 0},
+		{"missed, but outside the window", now.Add(-30 * time.Hour), now.Add(6 * time.Hour), 0},
+	} {
+		reg := prometheus.NewRegistry()
+		ran := 0
+		r := &Runner{Metrics: NewMetrics(reg), Now: func() time.Time { return tc.now }}
+		r.catchUp(t.Context(), Job{Name: "backup", Schedule: sched, Window: window,
+			LastRun: func(context.Context) (time.Time, error) { return tc.last, nil },
+			Run:     func(context.Context) (Outcome, error) { ran++; return Outcome{}, nil }})
+		if ran != tc.wantRun || testutil.ToFloat64(r.Metrics.late.WithLabelValues("backup")) != float64(tc.wantRun) {
+			t.Errorf("%s: ran %d, late %v; want %d", tc.name, ran, testutil.ToFloat64(r.Metrics.late.WithLabelValues("backup")), tc.wantRun)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
@@ -42,11 +43,10 @@ holder stopped renewing it is broken after its lease, with a warning).`,
 			&cli.StringFlag{Name: "source", EnvVars: []string{"PGWARD_BACKUP_SOURCE"}, Usage: "connection `STRING` of the server to back up (PG* variables apply)"},
 			&cli.StringFlag{Name: "checkpoint", Value: "spread", Usage: "checkpoint `MODE` at the start: fast or spread"},
 			&cli.StringFlag{Name: "label", Usage: "backup `LABEL` (default: pgward <id>)"},
-			&cli.StringFlag{Name: "max-rate", Usage: "limit the server's sending to `RATE` per second (e.g. 100MiB; 32kB minimum)"},
 			&cli.StringFlag{Name: "part-size", Value: "1GiB", Usage: "store each archive in parts of `SIZE` (of the stream the server sends)"},
 			&cli.DurationFlag{Name: "wal-timeout", Value: basebackup.DefaultWALTimeout, Usage: "wait at most `DURATION` for the WAL the backup needs"},
 			&cli.BoolFlag{Name: "json", Usage: "print the finished backup's backup.json"},
-		}, append(backupCompressionFlags(""), oneShotFlags()...)...),
+		}, slices.Concat(backupCompressionFlags(""), backupRateFlags(""), oneShotFlags())...),
 		Action:       runBackup,
 		OnUsageError: flagUsageError,
 		Subcommands: []*cli.Command{
@@ -114,8 +114,38 @@ func newBackupConfig(c *cli.Context, a *archive.Archive, log *slog.Logger, flagP
 	if err != nil || size < 1<<20 {
 		return basebackup.Config{}, fmt.Errorf("--%spart-size %s: want at least 1MiB", flagPrefix, shortQuote(partSize))
 	}
+	limit, err := uploadLimit(c, flagPrefix+"upload-limit")
+	if err != nil {
+		return basebackup.Config{}, err
+	}
 	return basebackup.Config{Conn: connCfg, Options: opts, PartSize: size, WALTimeout: c.Duration(flagPrefix + "wal-timeout"),
-		Logger: log, Archive: a}, nil
+		Logger: log, Archive: a, Limiter: rate.NewLimiter(limit, uploadBurst)}, nil
+}
+
+// uploadBurst is how far ahead of its pace a limited backup may store.
+const uploadBurst = 1 << 20
+
+// uploadLimit reads a bandwidth option: a rate per second (at least
+// 64kB), or rate.Inf when it is not given.
+func uploadLimit(c *cli.Context, name string) (rate.Limit, error) {
+	v := c.String(name)
+	if v == "" {
+		return rate.Inf, nil
+	}
+	n, err := config.ParseSize(v)
+	if err != nil || n < 64000 {
+		return 0, fmt.Errorf("--%s %s: want a rate per second of at least 64kB, such as 50MiB", name, shortQuote(v))
+	}
+	return rate.Limit(n), nil
+}
+
+// backupRateFlags pace the backup: the server's sending (MAX_RATE) and
+// what pgward stores.
+func backupRateFlags(prefix string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: prefix + "max-rate", Usage: "limit the server's sending to `RATE` per second (e.g. 100MiB; 32kB minimum)"},
+		&cli.StringFlag{Name: prefix + "upload-limit", Usage: "store at most `RATE` per second into the repository (a bandwidth limit; e.g. 50MiB)"},
+	}
 }
 
 // backupCompressionFlags are the settings of the server's compression,

@@ -990,6 +990,14 @@ func TestStreamBadInput(t *testing.T) {
 		{"bad backup zone", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-timezone", "Mars/Olympus", "--listen", "127.0.0.1:0"}, []string{"time zone"}},
 		{"bad dump schedule", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--dump-source", "host=/tmp", "--dump-schedule", "nightly", "--listen", "127.0.0.1:0"}, []string{"--dump-schedule: schedule \"nightly\"", "five cron fields"}},
 		{"bad recipients map", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--dump-source", "host=/tmp", "--recipients-map", "/nonexistent.yaml", "--listen", "127.0.0.1:0"}, []string{"recipients map", "no such file"}},
+		{"bad backup window", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-window", "25:00-06:00", "--listen", "127.0.0.1:0"}, []string{"--backup-window: window \"25:00-06:00\": want HH:MM-HH:MM"}},
+		{"empty backup window", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-window", "06:00-06:00", "--listen", "127.0.0.1:0"}, []string{"empty or the whole day"}},
+		{"window with a newline", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-window", "22:00\n-06:00", "--listen", "127.0.0.1:0"}, []string{"--backup-window"}},
+		{"bad window end", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-window-end", "pause", "--listen", "127.0.0.1:0"}, []string{"--backup-window-end \"pause\": want finish, stop or throttle"}},
+		{"dumps are not throttled", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--dump-source", "host=/tmp", "--dump-window-end", "throttle", "--listen", "127.0.0.1:0"}, []string{"--dump-window-end \"throttle\": want finish or stop"}},
+		{"bad throttle rate", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-throttle-rate", "1kB", "--listen", "127.0.0.1:0"}, []string{"--backup-throttle-rate \"1kB\": want a rate per second of at least 64kB"}},
+		{"bad upload limit", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-upload-limit", "fast", "--listen", "127.0.0.1:0"}, []string{"--backup-upload-limit \"fast\""}},
+		{"bad scheduled max rate", []string{"--repo", repoURL, "--recipient", recipient, "stream", "--backup-source", "host=/tmp", "--backup-max-rate", "1kB", "--listen", "127.0.0.1:0"}, []string{"--backup-max-rate"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pgward(t, tc.args...).check(t, exitError, tc.want, nil)
@@ -1009,6 +1017,7 @@ func TestBackupBadInput(t *testing.T) {
 		{"bad checkpoint", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--checkpoint", "now"}, []string{"--checkpoint", "fast or spread"}},
 		{"tiny part size", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--part-size", "1kB"}, []string{"--part-size", "1MiB"}},
 		{"bad max rate", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--max-rate", "1kB"}, []string{"--max-rate"}},
+		{"bad upload limit", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--upload-limit", "-5MiB"}, []string{"--upload-limit \"-5MiB\": want a rate per second"}},
 		{"unknown server compression", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--server-compression", "lz4"}, []string{"--server-compression \"lz4\": want zstd or none"}},
 		{"empty server compression", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--server-compression", ""}, []string{"--server-compression \"\": want zstd or none"}},
 		{"server compression with a newline", []string{"--repo", repoURL, "--recipient", recipient, "backup", "--server-compression", "zstd\nnone"}, []string{"--server-compression", "want zstd or none"}},

@@ -28,6 +28,14 @@ func dumpJobs(c *cli.Context, src, drillTarget string, reg prometheus.Registerer
 	if err != nil {
 		return nil, fmt.Errorf("--dump-schedule: %w", err)
 	}
+	window, err := schedule.ParseWindow(c.String("dump-window"), tz)
+	if err != nil {
+		return nil, fmt.Errorf("--dump-window: %w", err)
+	}
+	windowEnd, err := jobs.ParseWindowEnd(c.String("dump-window-end"))
+	if err != nil || windowEnd == jobs.Throttle {
+		return nil, fmt.Errorf("--dump-window-end %q: want finish or stop", c.String("dump-window-end"))
+	}
 	cat, err := dumpCatalog(c)
 	if err != nil {
 		return nil, err
@@ -60,7 +68,17 @@ func dumpJobs(c *cli.Context, src, drillTarget string, reg prometheus.Registerer
 		}
 		return jobs.Outcome{Note: fmt.Sprintf("kept %d dumps, deleted %d", len(pres.Kept), len(pres.Deleted))}, nil
 	}}
-	out := []jobs.Job{{Name: "dump", Schedule: sched, Run: func(ctx context.Context) (jobs.Outcome, error) {
+	lastRun := func(ctx context.Context) (time.Time, error) {
+		dumps, err := cat.List(ctx, "")
+		var newest time.Time
+		for _, d := range dumps {
+			if d.StartTime.After(newest) {
+				newest = d.StartTime
+			}
+		}
+		return newest, err
+	}
+	out := []jobs.Job{{Name: "dump", Schedule: sched, Window: window, AtWindowEnd: windowEnd, LastRun: lastRun, Run: func(ctx context.Context) (jobs.Outcome, error) {
 		res, err := dump.Run(ctx, cfg)
 		if ctx.Err() == nil {
 			runner.Once(ctx, pruneJob)

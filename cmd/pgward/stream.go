@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,11 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgward/pgward/archive"
 	"github.com/pgward/pgward/basebackup"
 	"github.com/pgward/pgward/internal/config"
 	"github.com/pgward/pgward/internal/schedule"
 	"github.com/pgward/pgward/jobs"
 	"github.com/pgward/pgward/prune"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/stream"
 )
 
@@ -73,7 +76,12 @@ Serves /metrics (Prometheus) and /healthz on --listen.`,
 			&cli.StringFlag{Name: "drill-schedule", EnvVars: []string{"PGWARD_DRILL_SCHEDULE"}, Value: "0 6 * * 0", Usage: "restore-drill a random dump of the last week at these times (needs --identity-file; empty: never)"},
 			&cli.StringFlag{Name: "drill-target", EnvVars: []string{"PGWARD_DRILL_TARGET"}, Usage: "connection `STRING` of the server drills restore into (default: a throwaway local cluster)"},
 			&cli.StringFlag{Name: "pg-bin", EnvVars: []string{"PGWARD_PG_BIN"}, Usage: "run pg_dump, pg_restore, initdb from `DIR`"},
-		}, backupCompressionFlags("backup-")...),
+			&cli.StringFlag{Name: "backup-window", Usage: "start scheduled backups only inside `HH:MM-HH:MM` (in --backup-timezone; e.g. 22:00-06:00, never in business hours); empty: any time"},
+			&cli.StringFlag{Name: "backup-window-end", Value: "finish", Usage: "a scheduled backup still running when its window ends: `finish`, stop (it fails, and says so) or throttle (to --backup-throttle-rate)"},
+			&cli.StringFlag{Name: "backup-throttle-rate", Value: "10MiB", Usage: "with --backup-window-end throttle: the `RATE` per second a backup goes on at after its window"},
+			&cli.StringFlag{Name: "dump-window", Usage: "start scheduled dumps only inside `HH:MM-HH:MM` (in --dump-timezone); empty: any time"},
+			&cli.StringFlag{Name: "dump-window-end", Value: "finish", Usage: "a dump run still going when its window ends: `finish` or stop"},
+		}, slices.Concat(backupCompressionFlags("backup-"), backupRateFlags("backup-"))...),
 		Action:       runStream,
 		OnUsageError: flagUsageError,
 	}
@@ -143,6 +151,19 @@ func runStream(c *cli.Context) error {
 			return err
 		}
 	}
+	tz := c.String("backup-timezone")
+	backupWindow, err := schedule.ParseWindow(c.String("backup-window"), tz)
+	if err != nil {
+		return fmt.Errorf("--backup-window: %w", err)
+	}
+	backupWindowEnd, err := jobs.ParseWindowEnd(c.String("backup-window-end"))
+	if err != nil {
+		return fmt.Errorf("--backup-window-end %w", err)
+	}
+	throttleRate, err := uploadLimit(c, "backup-throttle-rate")
+	if err != nil {
+		return err
+	}
 	if spec := c.String("prune-schedule"); spec != "" {
 		if pruneSched, err = schedule.Parse(spec, c.String("backup-timezone")); err != nil {
 			return fmt.Errorf("--prune-schedule: %w", err)
@@ -197,13 +218,18 @@ func runStream(c *cli.Context) error {
 	var scheduled []jobs.Job
 	if backupSched != nil {
 		// The lock keeps a backup started by hand and a scheduled one apart.
-		scheduled = append(scheduled, jobs.Job{Name: "backup", Schedule: backupSched, Run: func(ctx context.Context) (jobs.Outcome, error) {
-			info, err := basebackup.Take(ctx, bcfg)
-			if err != nil {
-				return jobs.Outcome{}, err
-			}
-			return jobs.Outcome{Bytes: info.StoredBytes, Note: "backup " + info.ID}, nil
-		}})
+		limit := bcfg.Limiter.Limit() // --backup-upload-limit
+		scheduled = append(scheduled, jobs.Job{Name: "backup", Schedule: backupSched, Window: backupWindow, AtWindowEnd: backupWindowEnd,
+			Throttle: func() { bcfg.Limiter.SetLimit(min(limit, throttleRate)) },
+			LastRun:  func(ctx context.Context) (time.Time, error) { return newestBackupStart(ctx, a) },
+			Run: func(ctx context.Context) (jobs.Outcome, error) {
+				bcfg.Limiter.SetLimit(limit) // a run before may have been throttled
+				info, err := basebackup.Take(ctx, bcfg)
+				if err != nil {
+					return jobs.Outcome{}, err
+				}
+				return jobs.Outcome{Bytes: info.StoredBytes, Note: "backup " + info.ID}, nil
+			}})
 	}
 	if pruneSched != nil {
 		scheduled = append(scheduled, jobs.Job{Name: "prune", Schedule: pruneSched, Run: func(ctx context.Context) (jobs.Outcome, error) {
@@ -220,4 +246,24 @@ func runStream(c *cli.Context) error {
 	runner.Start(ctx, &wg, append(scheduled, dumpSched...)...)
 	log.Info("stream starting", "cluster", layout.Cluster, "slot", c.String("slot"), "spool", spool)
 	return st.Run(ctx)
+}
+
+// newestBackupStart is when the newest finished backup began (zero when
+// there is none): when the backup job last ran.
+func newestBackupStart(ctx context.Context, a *archive.Archive) (time.Time, error) {
+	var trust *seal.Trust // only the times are read: they steer no deletion
+	if a.Opener != nil {
+		trust = a.Opener.Trust()
+	}
+	backups, _, err := basebackup.List(ctx, a.Store, a.Layout, trust)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var newest time.Time
+	for _, b := range backups {
+		if b.StartTime.After(newest) {
+			newest = b.StartTime
+		}
+	}
+	return newest, nil
 }
