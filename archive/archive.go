@@ -292,7 +292,7 @@ func (a *Archive) push(ctx context.Context, path string, inMemory bool) (PushRes
 	}
 
 	start := time.Now()
-	meta := map[string]string{MetaChecksum: sum, MetaSize: strconv.FormatInt(size, 10)}
+	meta := catalog.WithRecipients(map[string]string{MetaChecksum: sum, MetaSize: strconv.FormatInt(size, 10)}, a.Sealer)
 	if sealed != nil {
 		err = store(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta)
 	} else {

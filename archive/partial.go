@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 	"github.com/pgward/pgward/wal"
@@ -64,10 +65,10 @@ func (a *Archive) PutStreamPartial(ctx context.Context, segment string, data []b
 	if err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
-	meta := map[string]string{
+	meta := catalog.WithRecipients(map[string]string{
 		MetaChecksum: claims.Checksum, MetaSize: strconv.Itoa(len(data)),
 		MetaSource: SourceStream, MetaEnd: end.String(),
-	}
+	}, a.Sealer)
 	if err := a.Store.Put(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), meta); err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}

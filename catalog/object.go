@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pgward/pgward/seal"
 )
@@ -40,6 +41,7 @@ type PutFunc func(ctx context.Context, key string, r io.Reader, size int64, meta
 // with put, which reads the sealed stream as it is written.
 func NewObjectWriter(ctx context.Context, put PutFunc, key string, sealer *seal.Sealer, claims seal.Claims, meta map[string]string) (*ObjectWriter, error) {
 	claims.Key = key
+	meta = WithRecipients(meta, sealer)
 	pr, pw := io.Pipe()
 	w := &ObjectWriter{key: key, pipe: pw, done: make(chan error, 1)}
 	w.stored.w = pw
@@ -108,3 +110,24 @@ func (w *ObjectWriter) Claims() seal.Claims { return w.seal.Claims() }
 
 // StoredBytes is the sealed size written so far.
 func (w *ObjectWriter) StoredBytes() int64 { return w.stored.n }
+
+// MetaRecipients is the metadata key that records whom an object was
+// sealed to: the recipients' fingerprints (seal.Fingerprint), comma-
+// separated, or "none" when it is not encrypted. 'pgward keys usage'
+// counts them, so an old key can be retired after a rotation.
+const MetaRecipients = "recipients"
+
+// WithRecipients returns meta (a copy) that records sealer's recipients.
+func WithRecipients(meta map[string]string, sealer *seal.Sealer) map[string]string {
+	out := make(map[string]string, len(meta)+1)
+	for k, v := range meta {
+		out[k] = v
+	}
+	fps := sealer.Fingerprints()
+	if len(fps) == 0 {
+		out[MetaRecipients] = "none"
+	} else {
+		out[MetaRecipients] = strings.Join(fps, ",")
+	}
+	return out
+}

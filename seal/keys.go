@@ -1,10 +1,13 @@
 package seal
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"filippo.io/age"
@@ -76,4 +79,39 @@ func abbreviate(s string) string {
 		return s[:12] + "…"
 	}
 	return s
+}
+
+// Fingerprint names a recipient in object metadata without its whole
+// key: the first 16 hex digits of the SHA-256 of its text (age1…).
+func Fingerprint(recipient string) string {
+	sum := sha256.Sum256([]byte(strings.TrimSpace(recipient)))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Fingerprints are the sorted fingerprints of the recipients objects are
+// sealed to, nil when they are not encrypted.
+func (s *Sealer) Fingerprints() []string {
+	if s == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range s.recipients {
+		if st, ok := r.(fmt.Stringer); ok {
+			out = append(out, Fingerprint(st.String()))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// IdentityRecipients are the recipients (age1…) of the X25519 identities
+// among ids: whose objects those identities open.
+func IdentityRecipients(ids []age.Identity) []string {
+	var out []string
+	for _, id := range ids {
+		if x, ok := id.(*age.X25519Identity); ok {
+			out = append(out, x.Recipient().String())
+		}
+	}
+	return out
 }

@@ -22,7 +22,7 @@ import (
 const allClusters = "all"
 
 // perClusterCommands take --cluster all: they run once per cluster.
-var perClusterCommands = []string{"check", "prune", "verify", "backup list", "dump list", "retention show"}
+var perClusterCommands = []string{"check", "prune", "verify", "backup list", "dump list", "retention show", "keys usage"}
 
 func clustersCommand() *cli.Command {
 	return &cli.Command{

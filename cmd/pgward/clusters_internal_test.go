@@ -132,7 +132,7 @@ func TestClusterAll(t *testing.T) {
 	// Commands that act on one cluster refuse all.
 	for _, args := range [][]string{{"restore", "--latest", "--pgdata", t.TempDir()}, {"backup", "show", "x"}, {"retention", "set", "--keep-daily", "3"}} {
 		r := pgward(t, append([]string{"--repo", repoURL, "--cluster", "all"}, args...)...)
-		if r.code == exitOK || !strings.Contains(r.stderr, "--cluster all names every cluster, which only check, prune, verify, backup list, dump list, retention show take") {
+		if r.code == exitOK || !strings.Contains(r.stderr, "--cluster all names every cluster, which only check, prune, verify, backup list, dump list, retention show, keys usage take") {
 			t.Errorf("pgward %s --cluster all: exit %d, %q", strings.Join(args, " "), r.code, r.stderr)
 		}
 	}

@@ -6,9 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/seal"
 )
 
@@ -56,6 +59,22 @@ PGWARD_TRUSTED_SIGNER, comma-separated, so a rotation can trust two).`,
 				fmt.Fprintln(c.App.Writer, recipient)
 				return nil
 			},
+		}, {
+			Name:  "usage",
+			Usage: "count, per recipient, the stored objects sealed to it, and those only its identity opens",
+			Description: `Every sealed object records the fingerprints of the recipients it was sealed
+to (its metadata). After a key rotation (a new --recipient beside the old one,
+then the old one dropped), keys usage says how many objects still need the old
+identity: an identity may be retired once no object is sealed to its recipient
+alone (ONLY is 0), that is once retention has removed them. Objects stored
+before pgward recorded recipients are counted as not recorded. The recipients
+given with --recipient, and those of --identity-file's identities, are shown
+by name; others by fingerprint.`,
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "json", Usage: "print the counts as JSON"},
+				&cli.IntFlag{Name: "jobs", Value: 8, Usage: "read `N` objects' metadata at once (S3 lists none)"},
+			},
+			Action: runKeysUsage,
 		}},
 	}
 }
@@ -97,4 +116,71 @@ func writeNewFile(path string, data []byte) error {
 		d.Close()
 	}
 	return nil
+}
+
+func runKeysUsage(c *cli.Context) error {
+	s := settingsFrom(c)
+	store, layout, err := s.openRepo()
+	if err != nil {
+		return err
+	}
+	if j := c.Int("jobs"); j < 1 || j > 64 {
+		return fmt.Errorf("--jobs %d: want 1 to 64", j)
+	}
+	// Name the recipients this host knows.
+	names := map[string]string{}
+	known := strings.Split(s.Recipient, ",")
+	if s.IdentityFile != "" {
+		if err := checkPrivateFile(s.IdentityFile, "--identity-file"); err != nil {
+			return err
+		}
+		ids, err := seal.LoadIdentities(s.IdentityFile)
+		if err != nil {
+			return err
+		}
+		known = append(known, seal.IdentityRecipients(ids)...)
+	}
+	for _, r := range known {
+		if r = strings.TrimSpace(r); r != "" {
+			names[seal.Fingerprint(r)] = r
+		}
+	}
+	u, err := inventory.KeyUsageOf(c.Context, store, layout, c.Int("jobs"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		type row struct {
+			Recipient string `json:"recipient,omitempty"`
+			inventory.RecipientUsage
+		}
+		out := struct {
+			Cluster    string `json:"cluster"`
+			Recipients []row  `json:"recipients"`
+			inventory.KeyUsage
+		}{Cluster: layout.Cluster, Recipients: []row{}, KeyUsage: u}
+		for _, r := range u.Recipients {
+			out.Recipients = append(out.Recipients, row{names[r.Fingerprint], r})
+		}
+		return printJSON(c.App.Writer, out)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECIPIENT\tSEALED\tBYTES\tONLY\tONLY BYTES\tNEWEST")
+	for _, r := range u.Recipients {
+		name := names[r.Fingerprint]
+		if name == "" {
+			name = "fingerprint " + r.Fingerprint
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", name, r.Sealed.Objects, humanBytes(r.Sealed.Bytes), r.Only.Objects, humanBytes(r.Only.Bytes),
+			r.Sealed.Newest.UTC().Format("2006-01-02 15:04"))
+	}
+	for _, t := range []struct {
+		name  string
+		tally inventory.Tally
+	}{{"(unencrypted)", u.Unencrypted}, {"(not recorded)", u.NotRecorded}} {
+		if t.tally.Objects > 0 {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t%s\n", t.name, t.tally.Objects, humanBytes(t.tally.Bytes), t.tally.Newest.UTC().Format("2006-01-02 15:04"))
+		}
+	}
+	return tw.Flush()
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgward/pgward/seal"
 )
 
 type shownPolicy struct {
@@ -158,4 +160,59 @@ func TestRetentionPolicySigned(t *testing.T) {
 	// Unsigned, where signatures are required.
 	os.WriteFile(policyFile, []byte(`{"format":1,"window_seconds":3600,"keep_daily":1,"keep_weekly":0,"keep_monthly":0,"dump_timezone":"UTC","updated":"`+time.Now().UTC().Format(time.RFC3339)+`"}`+"\n"), 0o600)
 	pgward(t, "--repo", repoURL, "--trusted-signer", pub, "prune", "--dry-run").check(t, exitError, []string{"main/policy.json"}, nil)
+}
+
+// keys usage counts, per recipient, the objects sealed to it and those
+// only its identity opens, from what each object records.
+func TestKeysUsage(t *testing.T) {
+	isolate(t)
+	dir, repoURL := fileRepo(t)
+	k1, r1 := generateKey(t, t.TempDir(), "old")
+	_, r2 := generateKey(t, t.TempDir(), "new")
+	push := func(seg uint64, recipients string) {
+		src := fakeSegment(t, t.TempDir(), seg, sysID, byte(seg))
+		pgward(t, "--repo", repoURL, "--recipient", recipients, "wal-push", src).check(t, exitOK, nil, nil)
+	}
+	push(3, r1)        // before the rotation
+	push(4, r1+","+r2) // during it
+	push(5, r2)        // after
+	// An object stored before pgward recorded recipients.
+	old := filepath.Join(dir, "main", "wal", "000000010000000000000002.zst.age")
+	if err := os.WriteFile(old, []byte("age"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := pgward(t, "--repo", repoURL, "--identity-file", k1, "keys", "usage", "--json")
+	r.check(t, exitOK, nil, nil)
+	var u struct {
+		Cluster    string
+		Recipients []struct {
+			Recipient   string
+			Fingerprint string
+			Sealed      struct{ Objects int }
+			Only        struct{ Objects int }
+		}
+		NotRecorded struct{ Objects int } `json:"not_recorded"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &u); err != nil {
+		t.Fatalf("keys usage --json: %v\n%s", err, r.stdout)
+	}
+	got := map[string][2]int{}
+	for _, rec := range u.Recipients {
+		name := rec.Recipient
+		if name == "" {
+			name = "fp:" + rec.Fingerprint
+		}
+		got[name] = [2]int{rec.Sealed.Objects, rec.Only.Objects}
+	}
+	want := map[string][2]int{r1: {2, 1}, "fp:" + seal.Fingerprint(r2): {2, 1}}
+	if len(got) != 2 || got[r1] != want[r1] || got["fp:"+seal.Fingerprint(r2)] != want["fp:"+seal.Fingerprint(r2)] || u.NotRecorded.Objects != 1 || u.Cluster != "main" {
+		t.Errorf("keys usage: %+v (not recorded %d), want %v and 1 not recorded", got, u.NotRecorded.Objects, want)
+	}
+	text := pgward(t, "--repo", repoURL, "--recipient", r2, "keys", "usage")
+	for _, w := range []string{r2, "fingerprint " + seal.Fingerprint(r1), "(not recorded)"} {
+		if !strings.Contains(text.stdout, w) {
+			t.Errorf("keys usage lacks %q:\n%s", w, text.stdout)
+		}
+	}
+	pgward(t, "--repo", repoURL, "keys", "usage", "--jobs", "0").check(t, exitError, []string{"--jobs 0: want 1 to 64"}, nil)
 }
