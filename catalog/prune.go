@@ -30,7 +30,7 @@ type PrunePlan struct {
 	KeepFrom uint64            // WAL from here on is kept
 }
 
-// PlanPrune applies DESIGN.md "Retention": keep every backup finished
+// PlanPrune applies retention (docs/operations.md §9): keep every backup finished
 // inside the window, the newest finished before it, and pinned ones; keep
 // all WAL from the oldest kept backup's start; delete the rest. Failed
 // backups older than the window go too. Everything is ordered by recorded

@@ -1,3 +1,7 @@
+// Package dump makes logical dumps of a cluster's databases (pg_dump,
+// per database, from the replica), each sealed to its customer's
+// recipients and signed, lists and prunes them (daily/weekly/monthly),
+// restores them into a new database, and drills restores of them.
 package dump
 
 import (

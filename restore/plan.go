@@ -21,7 +21,7 @@ import (
 // Kind is what a recovery target names.
 type Kind int
 
-// The recovery targets of DESIGN.md "Restore (contract)".
+// The recovery targets restore takes (docs/operations.md §7).
 const (
 	Latest Kind = iota + 1
 	Time

@@ -25,7 +25,7 @@ import (
 	"github.com/pgward/pgward/storage/s3"
 )
 
-// Global settings: the contract of DESIGN.md "Configuration". Each is a
+// Global settings, whose names are a contract (docs/operations.md §2). Each is a
 // flag, an environment variable and a key of the --config YAML file.
 const (
 	flagConfig       = "config"

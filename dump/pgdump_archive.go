@@ -1,5 +1,9 @@
 package dump
 
+// A reader of pg_dump's custom archive format (-Fc, pg_backup_archiver.c):
+// it reads the table of contents and the data blocks as a dump streams
+// past, so a dump records its tables and rows without a second read.
+
 import (
 	"bufio"
 	"bytes"
