@@ -28,7 +28,7 @@ type Policy struct {
 	KeepWeekly   int       `json:"keep_weekly"`
 	KeepMonthly  int       `json:"keep_monthly"`
 	DumpTimezone string    `json:"dump_timezone"`
-	Updated      time.Time `json:"updated"`
+	Updated      time.Time `json:"updated,omitzero"`
 }
 
 // Defaults of a policy nobody set.
