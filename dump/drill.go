@@ -33,6 +33,8 @@ type DrillConfig struct {
 	Target string
 	Tools  Tools
 	Now    func() time.Time
+	// Progress, if set, is told of the stored bytes of the dump read.
+	Progress func(done, total int64)
 }
 
 // DrillReport is what a drill found.
@@ -109,7 +111,7 @@ func drill(ctx context.Context, cfg DrillConfig, rep *DrillReport) error {
 		}
 	}()
 	// The scratch database must be new: never restore into what exists.
-	if err := Restore(ctx, RestoreConfig{Catalog: cfg.Catalog, Opener: cfg.Opener, Dump: pick, Into: into.String(), NoOwner: true, Tools: cfg.Tools}); err != nil {
+	if err := Restore(ctx, RestoreConfig{Catalog: cfg.Catalog, Opener: cfg.Opener, Dump: pick, Into: into.String(), NoOwner: true, Tools: cfg.Tools, Progress: cfg.Progress}); err != nil {
 		return err
 	}
 	return checkRestored(ctx, into, pick, tables, rep)

@@ -374,11 +374,13 @@ func runDumpDrill(c *cli.Context) error {
 		return err
 	}
 	m := newDrillMetrics(nil)
+	prog := startProgress(c, cat.Logger, "dump drill", 0, c.Bool("json"))
+	defer prog.Finish()
 	var rep *dump.DrillReport
 	derr := runOneShot(c, cat.Logger, "dump-drill", cat.Layout.Cluster, func(ctx context.Context) (jobs.Outcome, error) {
 		var err error
 		rep, err = dump.Drill(ctx, dump.DrillConfig{Catalog: cat, Opener: opener, Database: c.String("database"), ID: c.String("id"),
-			Target: target, Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now})
+			Target: target, Tools: dump.Tools{Dir: c.String("pg-bin")}, Now: now, Progress: prog.Update})
 		m.observe(rep)
 		return drillOutcome(rep), err
 	}, m.collectors()...)
