@@ -22,14 +22,15 @@ import (
 	"github.com/pgward/pgward/wal"
 )
 
-// Object is one stored WAL object (a segment or a partial; never a
-// history file, which holds no WAL).
+// Object is one stored WAL object: a segment, a partial or a backup label
+// file (segment.offset.backup); never a history file, which retention
+// keeps.
 type Object struct {
 	Key  string
 	Name string // the file name: 000000010000000000000003, or with .partial
 	File wal.FileName
 	// End is where its WAL ends: a segment's end, a partial's recorded end
-	// (0 when it records none).
+	// (0 when it records none, and for a label file, which holds no WAL).
 	End wal.LSN
 	// SegmentEnd is the end of the segment it belongs to: what retention
 	// counts, so a partial is kept at least as long as its segment.
@@ -142,7 +143,7 @@ func Objects(ctx context.Context, a *archive.Archive) ([]Object, uint32, error) 
 	segSize := info.WALSegmentSize
 	var out []Object
 	err = a.ListWAL(ctx, func(f wal.FileName, name string, oi storage.ObjectInfo) error {
-		if f.Kind != wal.KindSegment && f.Kind != wal.KindPartial {
+		if f.Kind != wal.KindSegment && f.Kind != wal.KindPartial && f.Kind != wal.KindBackup {
 			return nil
 		}
 		no, err := f.SegmentNo(segSize)
@@ -150,9 +151,10 @@ func Objects(ctx context.Context, a *archive.Archive) ([]Object, uint32, error) 
 			return nil // not of this cluster's segment size: never ours
 		}
 		o := Object{Key: oi.Key, Name: name, File: f, SegmentEnd: wal.SegmentStart(no+1, segSize), Stored: oi.ModTime}
-		if f.Kind == wal.KindSegment {
+		switch f.Kind {
+		case wal.KindSegment:
 			o.End = o.SegmentEnd
-		} else {
+		case wal.KindPartial:
 			o.End = partialEnd(ctx, a, oi)
 		}
 		out = append(out, o)

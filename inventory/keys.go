@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -77,10 +78,14 @@ func KeyUsageOf(ctx context.Context, store storage.Backend, layout catalog.Layou
 	for range jobs {
 		wg.Go(func() {
 			for i := range next {
-				if _, ok := objects[i].Metadata[catalog.MetaRecipients]; ok {
+				if _, ok := objects[i].Metadata[catalog.MetaRecipients]; ok || ctx.Err() != nil {
 					continue
 				}
 				oi, err := store.Stat(ctx, objects[i].Key)
+				if errors.Is(err, storage.ErrNotExist) {
+					objects[i].Key = "" // pruned since the listing: not counted
+					continue
+				}
 				if err != nil {
 					mu.Lock()
 					statErr = fmt.Errorf("stat %s: %w", objects[i].Key, err)
@@ -108,6 +113,9 @@ func KeyUsageOf(ctx context.Context, store storage.Backend, layout catalog.Layou
 	var u KeyUsage
 	by := map[string]*RecipientUsage{}
 	for _, oi := range objects {
+		if oi.Key == "" {
+			continue
+		}
 		rec, ok := oi.Metadata[catalog.MetaRecipients]
 		switch {
 		case !ok:

@@ -45,9 +45,11 @@ type Job struct {
 	AtWindowEnd WindowEnd
 	// Throttle is called at the window's end with AtWindowEnd Throttle.
 	Throttle func()
-	// LastRun, when set, says when the job last ran (its newest backup or
-	// dump): a scheduled time missed since, while the sidecar was down,
-	// is run once at start, as late.
+	// LastRun, when set, says when the job last ran, successfully or not
+	// (its newest backup, failed ones too, or dump): a scheduled time
+	// missed since, while the sidecar was down, is run once at start, as
+	// late. A failed run counts as a run, so a sidecar that restarts again
+	// and again does not start a backup each time.
 	LastRun func(ctx context.Context) (time.Time, error)
 }
 
@@ -267,8 +269,10 @@ func (r *Runner) Scheduled(ctx context.Context, job Job) {
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if job.Window != nil {
-		stop := r.afterFunc(job.Window.End(now).Sub(now), func() {
+	// In the autumn's repeated hour the window's end may read as past:
+	// then the run is let finish rather than stopped at once.
+	if end := job.Window.End(now); job.Window != nil && end.After(now) {
+		stop := r.afterFunc(end.Sub(now), func() {
 			if r.Metrics != nil {
 				r.Metrics.overran.WithLabelValues(job.Name).Inc()
 			}
@@ -283,7 +287,14 @@ func (r *Runner) Scheduled(ctx context.Context, job Job) {
 				r.log().Warn("job still running at the end of its window: letting it finish", "job", job.Name, "window", job.Window.String())
 			}
 		})
-		defer stop()
+		// The timer ends with the run, not with its notices (which may
+		// retry for a minute): a run done in time never counts as late.
+		run := job.Run
+		job.Run = func(ctx context.Context) (Outcome, error) {
+			out, err := run(ctx)
+			stop()
+			return out, err
+		}
 	}
 	r.once(ctx, runCtx, job)
 }

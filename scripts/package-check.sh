@@ -13,6 +13,9 @@ for f in ./usr/bin/pgward ./usr/share/man/man1/pgward.1.gz \
 done
 grep -qE '^-rwxr-xr-x root/root .* \./usr/bin/pgward$' <<<"$listing" || fail "/usr/bin/pgward is not root-owned mode 0755"
 dpkg-deb -f "$deb" Package Version Architecture | grep -q '^Package: pgward$' || fail "the control file does not name pgward"
+dpkg-deb -f "$deb" Depends | grep -q 'libc6' || fail "the package does not depend on libc6 (the binary links it)"
+dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles 2>/dev/null | grep -qx /etc/pgward/pgward.yaml.example ||
+  fail "/etc/pgward/pgward.yaml.example is not a conffile"
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

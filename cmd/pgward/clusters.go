@@ -135,7 +135,12 @@ func configuredClusters(c *cli.Context) []string {
 	if st == nil {
 		return nil
 	}
-	names := st.cfg.Clusters()
+	var names []string
+	for _, name := range st.cfg.Clusters() {
+		if catalog.ValidateClusterName(name) == nil && name != allClusters {
+			names = append(names, name)
+		}
+	}
 	entries, _ := os.ReadDir(st.confDir)
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".yaml")
@@ -190,6 +195,9 @@ func fanOut(c *cli.Context, args []string, names []string) error {
 	var outcomes []clusterOutcome
 	var lines []string
 	for _, name := range names {
+		if name == allClusters {
+			continue // never again all: that would not end
+		}
 		var out, errOut bytes.Buffer
 		// The last --cluster wins: after every other, and after the
 		// environment and the file, which a flag beats.

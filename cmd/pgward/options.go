@@ -251,6 +251,11 @@ func loadConfig(c *cli.Context) error {
 	schema, globals := schemaOf(c.App), globalKeys(c.App)
 	data, err := os.ReadFile(path)
 	switch {
+	case err != nil && !explicit && errors.Is(err, fs.ErrPermission):
+		// The sidecar's file, mode 0600, on a host whose archive_command
+		// runs as another user with its settings in the environment.
+		fmt.Fprintf(c.App.ErrWriter, "pgward: warning: %s is not readable by this user, so it is not read; give --config to read a file\n", path)
+		data = nil
 	case err != nil && (explicit || !errors.Is(err, fs.ErrNotExist)):
 		return fmt.Errorf("config file: %w", err)
 	case err != nil:
@@ -259,6 +264,11 @@ func loadConfig(c *cli.Context) error {
 	cfg, err := config.Parse(path, data, schema, globals)
 	if err != nil {
 		return fmt.Errorf("config file %w", err)
+	}
+	for _, name := range cfg.Clusters() {
+		if err := catalog.ValidateClusterName(name); err != nil || name == allClusters {
+			return fmt.Errorf("config file %s: clusters: %q is not a cluster name (letters, digits, '-', '_' and '.'; not %q, which names them all)", path, name, allClusters)
+		}
 	}
 	cluster := c.String(flagCluster)
 	if !c.IsSet(flagCluster) && cfg.Cluster() != "" {
@@ -336,7 +346,9 @@ func fromConfigFile(c *cli.Context, name string) bool {
 // options are accepted in any position. A command's own option of the same
 // name stays where it is, and so does everything after "--".
 func hoistGlobalFlags(app *cli.App, args []string) ([]string, error) {
-	if len(args) < 2 {
+	// Shell completion asks with its flag last: it must stay last, and
+	// never be taken as an option's value, or the command would run.
+	if len(args) < 2 || slices.Contains(args, "--generate-bash-completion") {
 		return args, nil
 	}
 	globals, rest := []string{}, []string{}

@@ -248,21 +248,25 @@ func runStream(c *cli.Context) error {
 	return st.Run(ctx)
 }
 
-// newestBackupStart is when the newest finished backup began (zero when
-// there is none): when the backup job last ran.
+// newestBackupStart is when the newest backup began, finished or not
+// (zero when there is none): when the backup job last ran.
 func newestBackupStart(ctx context.Context, a *archive.Archive) (time.Time, error) {
 	var trust *seal.Trust // only the times are read: they steer no deletion
 	if a.Opener != nil {
 		trust = a.Opener.Trust()
 	}
-	backups, _, err := basebackup.List(ctx, a.Store, a.Layout, trust)
+	all, err := basebackup.ListAll(ctx, a.Store, a.Layout, trust, time.Now())
 	if err != nil {
 		return time.Time{}, err
 	}
 	var newest time.Time
-	for _, b := range backups {
-		if b.StartTime.After(newest) {
-			newest = b.StartTime
+	for _, b := range all {
+		t := b.StartTime
+		if t.IsZero() {
+			t = b.LastWrite // a failed backup: when it last stored something
+		}
+		if t.After(newest) {
+			newest = t
 		}
 	}
 	return newest, nil

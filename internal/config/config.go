@@ -169,24 +169,24 @@ func (c *Config) HasCluster(name string) bool { _, ok := c.clusters[name]; retur
 // option is named by its flag (sectionKey); at the top of the file or of a
 // cluster by its environment variable without PGWARD_ (topKey), so that
 // backup's --source, PGWARD_BACKUP_SOURCE, is backup-source: at the top
-// and never the sidecar's source:. The most specific place wins: the
-// cluster's sections, deepest first, then the cluster's top, then the
-// file's sections, then the file's top.
+// and never the sidecar's source:. A section holds its own command's
+// options only: dump: {database: …} is which databases dump makes, never
+// which one dump restore restores (that is dump: {restore: {database: …}}).
+// The most specific place wins: the cluster's section of the command, the
+// cluster's top, the file's section, the file's top.
 func (c *Config) Lookup(cluster string, path []string, sectionKey, topKey string) (Value, bool) {
 	for _, sc := range []*scope{c.clusters[cluster], c.root} {
 		if sc == nil {
 			continue
 		}
-		chain := []*scope{sc}
+		section := sc
 		for _, name := range path {
-			next := chain[len(chain)-1].sections[name]
-			if next == nil {
+			if section = section.sections[name]; section == nil {
 				break
 			}
-			chain = append(chain, next)
 		}
-		for i := len(chain) - 1; i >= 1; i-- {
-			if v, ok := chain[i].options[sectionKey]; ok {
+		if section != nil && section != sc {
+			if v, ok := section.options[sectionKey]; ok {
 				return v, true
 			}
 		}
@@ -244,9 +244,14 @@ func (p parser) scope(n *yaml.Node, s *Schema, path []string, top bool) (*scope,
 			if slices.Contains(p.global, key) && len(path) > 0 {
 				return nil, nil, fmt.Errorf("%s: key %s is a global option: put it at the top of the file (or of the cluster's settings), not in a command's section", at, key)
 			}
-			kind, ok := s.kind(key)
+			// At the top, any command's option (for every command that
+			// has it); in a section, only its own command's.
+			kind, ok := s.Options[key]
+			if len(path) == 0 {
+				kind, ok = s.kind(key)
+			}
 			if !ok {
-				return nil, nil, p.unknown(at, key, path)
+				return nil, nil, p.unknown(at, key, path, s)
 			}
 			if key == "cluster" && (p.where != "" || !top) {
 				return nil, nil, fmt.Errorf("%s: key cluster: a cluster's settings cannot name another cluster", at)
@@ -280,7 +285,7 @@ func (p parser) at(line int, path []string) string {
 	return s
 }
 
-func (p parser) unknown(at, key string, path []string) error {
+func (p parser) unknown(at, key string, path []string, s *Schema) error {
 	names := map[string]bool{}
 	p.schema.names(names)
 	names[ClustersKey] = true
@@ -290,7 +295,13 @@ func (p parser) unknown(at, key string, path []string) error {
 	}
 	what := "an option of pgward or of any of its commands, a command's section, or " + ClustersKey
 	if len(path) > 0 {
-		what = "an option of 'pgward " + strings.Join(path, " ") + "' or of its subcommands, or a subcommand's section"
+		what = "an option of 'pgward " + strings.Join(path, " ") + "', or a subcommand's section"
+		for _, name := range sortedKeys(s.Commands) {
+			if _, ok := s.Commands[name].kind(key); ok {
+				hint = fmt.Sprintf(" (it is an option of 'pgward %s %s': put it in that section, %s: {%s: …})", strings.Join(path, " "), name, name, key)
+				break
+			}
+		}
 	}
 	return fmt.Errorf("%s: unknown key %s%s: keys are %s (see pgward --help and pgward COMMAND --help)", at, strconv.Quote(key), hint, what)
 }

@@ -57,7 +57,7 @@ clusters:
 		{"main", nil, "repo", "s3://all/pg"},
 		{"shop", nil, "repo", "s3://shop/pg"},
 		{"main", []string{"backup"}, "checkpoint", "fast"},
-		{"main", []string{"backup", "list"}, "checkpoint", "fast"},
+		{"main", []string{"backup", "list"}, "checkpoint", "spread"}, // a section is its own command's: the top applies
 		{"main", []string{"backup", "list"}, "json", "true"},
 		{"main", []string{"backup"}, "json", ""},
 		{"shop", []string{"backup"}, "checkpoint", "spread"},
@@ -66,7 +66,7 @@ clusters:
 		{"main", []string{"dump", "drill"}, "keep-daily", "7"},
 		{"main", []string{"dump"}, "sample", ""},
 		{"main", []string{"restore"}, "checkpoint", "spread"}, // the caller keeps what its flags know
-		{"main", []string{"backup", "delete"}, "checkpoint", "fast"},
+		{"main", []string{"backup", "delete"}, "checkpoint", "spread"},
 	} {
 		got, _ := c.Lookup(tc.cluster, tc.path, tc.key, tc.key)
 		if got.Text != tc.want {
@@ -121,6 +121,7 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown key", "rpo: x\n", `pgward.yaml line 1: unknown key "rpo" (did you mean repo?)`},
 		{"unknown key in a section", "backup:\n  chekpoint: fast\n", `line 2 (section backup): unknown key "chekpoint" (did you mean checkpoint?): keys are an option of 'pgward backup'`},
 		{"an option of another command", "backup:\n  sample: 5\n", `unknown key "sample"`},
+		{"a subcommand's option in its parent's section", "backup:\n  json: true\n  list: {}\ndump:\n  sample: 5\n", `(section dump): unknown key "sample" (it is an option of 'pgward dump drill': put it in that section, drill: {sample: …})`},
 		{"a global in a section", "backup:\n  repo: s3://x\n", "key repo is a global option: put it at the top"},
 		{"a section that is not a map", "backup: fast\n", "backup: want the options of 'pgward backup' as key: value lines, got a single value"},
 		{"twice", "repo: a\nrepo: b\n", "key repo: given twice (line 2, first on line 1)"},
