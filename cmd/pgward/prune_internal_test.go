@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +51,43 @@ func TestPruneJSON(t *testing.T) {
 	r := pgward(t, "--repo", repoURL, "prune", "--dry-run")
 	if !strings.Contains(r.stdout, "would delete 0 backups and 0 WAL objects; WAL kept from 0/3000028") {
 		t.Errorf("prune after prune: %q", r.stdout)
+	}
+}
+
+// A backup label file (segment.offset.backup) older than what retention
+// keeps goes with the WAL around it.
+func TestPruneDeletesOldBackupLabels(t *testing.T) {
+	isolate(t)
+	dir, repoURL := fileRepo(t)
+	src := fakeSegment(t, t.TempDir(), 3, sysID, 1)
+	pgward(t, "--repo", repoURL, "--no-encryption", "wal-push", src).check(t, exitOK, nil, nil)
+	label := filepath.Join(t.TempDir(), "000000010000000000000001.00000028.backup")
+	writeFile(t, label, []byte("START WAL LOCATION: 0/1000028 (file 000000010000000000000001)\nSTOP WAL LOCATION: 0/1000100 (file 000000010000000000000001)\n"))
+	if r := pgward(t, "--repo", repoURL, "--no-encryption", "wal-push", label); r.code != exitOK {
+		t.Fatalf("wal-push of a backup label: %s", r.stderr)
+	}
+	putClusterBackup(t, dir, "main", "20261202T000000Z", time.Now().Add(-time.Hour)) // starts in segment 3
+	r := pgward(t, "--repo", repoURL, "prune", "--dry-run")
+	if !strings.Contains(r.stdout, "000000010000000000000001.00000028.backup") || !strings.Contains(r.stdout, "would delete 0 backups and 1 WAL objects") {
+		t.Errorf("prune --dry-run with an old backup label:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// Shell completion asks with --generate-bash-completion last; it stays
+// last, whatever option before it lacks its value, so the command is
+// completed, never run.
+func TestCompletionIsNeverRun(t *testing.T) {
+	app := newApp(&bytes.Buffer{}, &bytes.Buffer{})
+	args := []string{"pgward", "backup", "delete", "ID", "--force", "--config-dir", "--generate-bash-completion"}
+	got, err := hoistGlobalFlags(app, args)
+	if err != nil || !slices.Equal(got, args) {
+		t.Errorf("hoistGlobalFlags(%q) = %q, %v; want it unchanged", args, got, err)
+	}
+	isolate(t)
+	dir, repoURL := fileRepo(t)
+	putClusterBackup(t, dir, "main", "20261201T000000Z", time.Now().Add(-40*24*time.Hour))
+	pgward(t, "--repo", repoURL, "backup", "delete", "20261201T000000Z", "--force", "--config-dir", "--generate-bash-completion")
+	if got := listedIDs(t, "--repo", repoURL, "backup", "list", "--json"); len(got) != 1 {
+		t.Errorf("completing a backup delete deleted it: %v", got)
 	}
 }
