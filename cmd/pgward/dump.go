@@ -305,8 +305,8 @@ func runDumpRestore(c *cli.Context) error {
 
 // dumpPolicy is the dumps' retention: the repository's policy, or the
 // --keep-* options in the time zone of option tzFlag.
-func dumpPolicy(ctx context.Context, c *cli.Context, cat dump.Catalog, tzFlag string) (dump.Policy, error) {
-	p, err := retentionPolicy(ctx, c, cat.Store, cat.Layout, tzFlag)
+func dumpPolicy(ctx context.Context, c *cli.Context, cat dump.Catalog, tzFlag string, scheduleZone ...bool) (dump.Policy, error) {
+	p, err := retentionPolicy(ctx, c, cat.Store, cat.Layout, tzFlag, scheduleZone...)
 	if err != nil {
 		return dump.Policy{}, err
 	}

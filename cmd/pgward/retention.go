@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ dumps 7 daily, 4 weekly, 12 monthly in Europe/Berlin).`,
 				Name: "set", Usage: "store the policy: the options given change, the rest stays as stored",
 				Flags: append([]cli.Flag{
 					retentionWindowFlag("keep every second of the last `WINDOW` restorable (at least 1h)"),
-					&cli.BoolFlag{Name: "force", Usage: "replace a stored policy that is refused (forged, or signed by a key not trusted), starting from the defaults"},
+					&cli.BoolFlag{Name: "force", Usage: "shorten the stored window, or replace a stored policy that is refused (forged, or signed by a key not trusted), starting from the defaults"},
 				}, keepFlags("dumps: ", "timezone", "PGWARD_DUMP_TIMEZONE")...),
 				Action: runRetentionSet,
 			},
@@ -117,25 +118,35 @@ func runRetentionSet(c *cli.Context) error {
 		return err
 	}
 	warnUnsigned(log, key)
-	p, _, err := catalog.LoadPolicy(c.Context, a.Store, a.Layout, trust)
+	p, found, err := catalog.LoadPolicy(c.Context, a.Store, a.Layout, trust)
 	switch {
 	case err != nil && !c.Bool("force"):
 		return fmt.Errorf("%w: find out who changed it; --force replaces it, starting from the defaults", err)
 	case err != nil:
 		log.Warn("replacing a stored retention policy that is refused", "err", err)
-		p = catalog.DefaultPolicy()
+		p, found = catalog.DefaultPolicy(), false
 	}
+	// Only what is typed here changes the policy: a value from the
+	// environment or the config file (the sidecar's PGWARD_DUMP_TIMEZONE, a
+	// window left in the file) is no one's decision today.
 	before := p
-	if c.IsSet(flagRetentionWindow) {
+	if typedOnCommandLine(c, flagRetentionWindow) {
 		p.WindowSeconds = int64(c.Duration(flagRetentionWindow) / time.Second)
 	}
 	for name, field := range map[string]*int{flagKeepDaily: &p.KeepDaily, flagKeepWeekly: &p.KeepWeekly, flagKeepMonthly: &p.KeepMonthly} {
-		if c.IsSet(name) {
+		if typedOnCommandLine(c, name) {
 			*field = c.Int(name)
 		}
 	}
-	if c.IsSet("timezone") {
+	if typedOnCommandLine(c, "timezone") {
 		p.DumpTimezone = c.String("timezone")
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if found && p.Window() < before.Window() && !c.Bool("force") {
+		return fmt.Errorf("--retention-window %s shortens the stored window of %s: the next prune deletes what it kept; give --force to mean it",
+			config.FormatDuration(p.Window()), config.FormatDuration(before.Window()))
 	}
 	p.Updated = time.Now().UTC()
 	if err := catalog.StorePolicy(c.Context, a.Store, a.Layout, key, p); err != nil {
@@ -151,10 +162,14 @@ func runRetentionSet(c *cli.Context) error {
 }
 
 // retentionPolicy is the policy a command acts on: the repository's when
-// one is stored, and then an option of this command that says otherwise
-// is refused; else the command's options (tzFlag names its time zone
-// option, "" when it has none).
-func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend, l catalog.Layout, tzFlag string) (catalog.Policy, error) {
+// one is stored; else the command's options (tzFlag names its time zone
+// option, "" when it has none). With a stored policy, an option of this
+// command that says otherwise is refused when it was typed on the command
+// line, and warned about, and ignored, when it came from the environment
+// or the config file: a unit file's old PGWARD_PRUNE_WINDOW must not stop
+// a sidecar. A tzFlag that is also a schedule's zone (the sidecar's
+// --dump-timezone) is never compared: scheduleZone.
+func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend, l catalog.Layout, tzFlag string, scheduleZone ...bool) (catalog.Policy, error) {
 	trust, err := settingsFrom(c).trust()
 	if err != nil {
 		return catalog.Policy{}, err
@@ -164,23 +179,25 @@ func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend,
 		return catalog.Policy{}, fmt.Errorf("retention policy: %w", err)
 	}
 	type option struct {
-		flag   string
-		stored string
-		given  func() string
-		apply  func()
+		flag    string
+		stored  string
+		given   func() string
+		apply   func()
+		compare bool
 	}
 	has := func(name string) bool { return findFlag(c.Command.Flags, name) != nil }
 	opts := []option{
 		{flagRetentionWindow, config.FormatDuration(p.Window()), func() string { return config.FormatDuration(c.Duration(flagRetentionWindow)) },
-			func() { p.WindowSeconds = int64(c.Duration(flagRetentionWindow) / time.Second) }},
-		{flagKeepDaily, strconv.Itoa(p.KeepDaily), func() string { return strconv.Itoa(c.Int(flagKeepDaily)) }, func() { p.KeepDaily = c.Int(flagKeepDaily) }},
-		{flagKeepWeekly, strconv.Itoa(p.KeepWeekly), func() string { return strconv.Itoa(c.Int(flagKeepWeekly)) }, func() { p.KeepWeekly = c.Int(flagKeepWeekly) }},
-		{flagKeepMonthly, strconv.Itoa(p.KeepMonthly), func() string { return strconv.Itoa(c.Int(flagKeepMonthly)) }, func() { p.KeepMonthly = c.Int(flagKeepMonthly) }},
+			func() { p.WindowSeconds = int64(c.Duration(flagRetentionWindow) / time.Second) }, true},
+		{flagKeepDaily, strconv.Itoa(p.KeepDaily), func() string { return strconv.Itoa(c.Int(flagKeepDaily)) }, func() { p.KeepDaily = c.Int(flagKeepDaily) }, true},
+		{flagKeepWeekly, strconv.Itoa(p.KeepWeekly), func() string { return strconv.Itoa(c.Int(flagKeepWeekly)) }, func() { p.KeepWeekly = c.Int(flagKeepWeekly) }, true},
+		{flagKeepMonthly, strconv.Itoa(p.KeepMonthly), func() string { return strconv.Itoa(c.Int(flagKeepMonthly)) }, func() { p.KeepMonthly = c.Int(flagKeepMonthly) }, true},
 	}
 	if tzFlag != "" {
-		opts = append(opts, option{tzFlag, p.DumpTimezone, func() string { return c.String(tzFlag) }, func() { p.DumpTimezone = c.String(tzFlag) }})
+		opts = append(opts, option{tzFlag, p.DumpTimezone, func() string { return c.String(tzFlag) }, func() { p.DumpTimezone = c.String(tzFlag) },
+			len(scheduleZone) == 0 || !scheduleZone[0]})
 	}
-	var disagree []string
+	var refused, ignored []string
 	for _, o := range opts {
 		if !has(o.flag) {
 			continue
@@ -189,15 +206,49 @@ func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend,
 			o.apply() // the option, or its default
 			continue
 		}
-		if c.IsSet(o.flag) && o.given() != o.stored {
-			disagree = append(disagree, fmt.Sprintf("--%s %s (the policy says %s)", o.flag, o.given(), o.stored))
+		if !o.compare || !c.IsSet(o.flag) || o.given() == o.stored {
+			continue
+		}
+		what := fmt.Sprintf("--%s %s (the policy says %s)", o.flag, o.given(), o.stored)
+		if typedOnCommandLine(c, o.flag) {
+			refused = append(refused, what)
+		} else {
+			ignored = append(ignored, what)
 		}
 	}
-	if len(disagree) > 0 {
-		return catalog.Policy{}, fmt.Errorf("cluster %s: %s: the retention policy stored in the repository decides; change it with 'pgward retention set', or drop the option from this command, its environment and its config file",
-			l.Cluster, strings.Join(disagree, ", "))
+	if len(refused) > 0 {
+		return catalog.Policy{}, fmt.Errorf("cluster %s: %s: the retention policy stored in the repository decides; change it with 'pgward retention set', or drop the option",
+			l.Cluster, strings.Join(refused, ", "))
+	}
+	if len(ignored) > 0 {
+		if log, err := settingsFrom(c).logger(c.App.ErrWriter); err == nil {
+			log.Warn("retention options from the environment or the config file disagree with the repository's policy, which decides: remove them",
+				"cluster", l.Cluster, "ignored", strings.Join(ignored, ", "))
+		}
 	}
 	return p, p.Validate()
+}
+
+// typedOnCommandLine reports whether option name (or an alias) was given
+// on this run's command line, not by the environment or the file.
+func typedOnCommandLine(c *cli.Context, name string) bool {
+	if fromConfigFile(c, name) {
+		return false
+	}
+	f := findFlag(c.Command.Flags, name)
+	if f == nil {
+		return false
+	}
+	args, _ := c.App.Metadata[argsKey].([]string)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if n, _, ok := flagToken(a); ok && slices.Contains(f.Names(), n) {
+			return true
+		}
+	}
+	return false
 }
 
 // dumpRetention is the dumps' part of a policy.

@@ -81,10 +81,25 @@ func TestRetentionPolicyIsDefinedOnce(t *testing.T) {
 			t.Errorf("pgward %s: exit %d, %q; want refused, naming the stored policy", strings.Join(args, " "), r.code, r.stderr)
 		}
 	}
-	// The environment is an option too: PGWARD_KEEP_DAILY left in a unit file.
+	// From the environment (PGWARD_KEEP_DAILY left in a unit file) or the
+	// config file, a disagreeing option is warned about and ignored: the
+	// policy decides, and a sidecar does not stop over it.
 	t.Setenv("PGWARD_KEEP_DAILY", "7")
-	pgward(t, append(global, "dump", "prune", "--dry-run")...).check(t, exitError, []string{"--keep-daily 7 (the policy says 10)"}, nil)
+	pgward(t, append(global, "dump", "prune", "--dry-run")...).check(t, exitOK, []string{`ignored="--keep-daily 7 (the policy says 10)"`}, nil)
 	os.Unsetenv("PGWARD_KEEP_DAILY")
+	cfg := filepath.Join(t.TempDir(), "pgward.yaml")
+	writeFile(t, cfg, []byte("repo: "+repoURL+"\nretention-window: 3d\n"))
+	pgward(t, "--config", cfg, "prune", "--dry-run").check(t, exitOK, []string{`ignored="--retention-window 3d (the policy says 14d)"`}, nil)
+	// retention set takes only what is typed: not the file's 3d.
+	pgward(t, "--config", cfg, "retention", "set", "--keep-weekly", "5").check(t, exitOK, nil, nil)
+	if p := showPolicy(t, global...); p.WindowSeconds != 14*86400 || p.KeepWeekly != 5 {
+		t.Errorf("retention set took a value nobody typed: %+v", p)
+	}
+	// Shortening the window is said twice.
+	pgward(t, append(global, "retention", "set", "--retention-window", "10d")...).check(t, exitError, []string{"shortens the stored window of 14d", "--force"}, nil)
+	if p := showPolicy(t, global...); p.WindowSeconds != 14*86400 {
+		t.Errorf("a refused shortening changed the window: %+v", p)
+	}
 
 	// Values no one can mean are refused, and nothing is stored.
 	for _, tc := range []struct {
@@ -155,7 +170,7 @@ func TestRetentionPolicySigned(t *testing.T) {
 		t.Errorf("replaced policy: %+v, want the defaults with keep-daily 3", p)
 	}
 	// Signed by a key the reader does not trust.
-	pgward(t, "--repo", repoURL, "--signing-key-file", other, "retention", "set", "--retention-window", "1h").check(t, exitOK, nil, nil)
+	pgward(t, "--repo", repoURL, "--signing-key-file", other, "retention", "set", "--force", "--retention-window", "1h").check(t, exitOK, nil, nil)
 	pgward(t, "--repo", repoURL, "--trusted-signer", pub, "prune", "--dry-run").check(t, exitError, []string{"not a --trusted-signer"}, nil)
 	// Unsigned, where signatures are required.
 	os.WriteFile(policyFile, []byte(`{"format":1,"window_seconds":3600,"keep_daily":1,"keep_weekly":0,"keep_monthly":0,"dump_timezone":"UTC","updated":"`+time.Now().UTC().Format(time.RFC3339)+`"}`+"\n"), 0o600)
