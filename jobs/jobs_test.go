@@ -3,9 +3,11 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +168,26 @@ func TestCatchUpRunsMissedOnce(t *testing.T) {
 		if ran != tc.wantRun || testutil.ToFloat64(r.Metrics.late.WithLabelValues("backup")) != float64(tc.wantRun) {
 			t.Errorf("%s: ran %d, late %v; want %d", tc.name, ran, testutil.ToFloat64(r.Metrics.late.WithLabelValues("backup")), tc.wantRun)
 		}
+	}
+}
+
+// Writers of one textfile at once lose nothing.
+func TestTextfileConcurrentWriters(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pgward.prom")
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"cluster": fmt.Sprintf("c%02d", i)}, reg))
+			(&Runner{Metrics: m}).Once(t.Context(), Job{Name: "verify", Run: func(context.Context) (Outcome, error) { return Outcome{}, nil }})
+			if err := WriteTextfile(file, reg); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	data, _ := os.ReadFile(file)
+	if n := strings.Count(string(data), `pgward_job_last_ok{cluster="c`); n != 20 {
+		t.Errorf("%d of 20 clusters' series in the file:\n%s", n, data)
 	}
 }

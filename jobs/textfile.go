@@ -14,12 +14,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
 // WriteTextfile writes g's metrics to path in node_exporter's textfile
 // format, atomically (temp file, fsync, rename). What the file already
-// holds is kept, unless g has the same series: so a cron job's failure
+// holds is kept, unless g has the same series (node_exporter reads only
+// files ending in .prom: the lock beside it, path.lock, is not read): so a cron job's failure
 // keeps the last success of the run before, and several commands may
 // share one file. g's counters count one run: they are added to the
 // file's. A file that does not parse is replaced, and the error
@@ -29,6 +31,17 @@ func WriteTextfile(path string, g prometheus.Gatherer) error {
 	if err != nil {
 		return err
 	}
+	// Two cron jobs may write one file at once: each reads, merges and
+	// renames under the lock, or one's series would be lost.
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", path+".lock", err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	var warn error
 	old := map[string]*dto.MetricFamily{}
 	if data, err := os.ReadFile(path); err == nil {

@@ -422,16 +422,19 @@ func printDrill(w io.Writer, rep *dump.DrillReport) {
 // drillMetrics export drill outcomes: the sidecar serves them, a one-off
 // drill can write them for node_exporter.
 type drillMetrics struct {
-	lastRun, lastSuccess, ok prometheus.Gauge
-	failures                 prometheus.Counter
+	lastRun, ok prometheus.Gauge
+	// lastSuccess has no series until a drill passes: a textfile written
+	// after a failure keeps the success before it (jobs.WriteTextfile).
+	lastSuccess *prometheus.GaugeVec
+	failures    prometheus.Counter
 }
 
 func newDrillMetrics(reg prometheus.Registerer) *drillMetrics {
 	m := &drillMetrics{
 		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_run_timestamp_seconds",
 			Help: "When the last restore drill of a dump ended."}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_success_timestamp_seconds",
-			Help: "When the last restore drill that passed ended."}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_last_success_timestamp_seconds",
+			Help: "When the last restore drill that passed ended."}, nil),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pgward", Name: "dump_drill_failures_total",
 			Help: "Restore drills of dumps that failed."}),
 		ok: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pgward", Name: "dump_drill_ok",
@@ -450,7 +453,7 @@ func (m *drillMetrics) collectors() []prometheus.Collector {
 func (m *drillMetrics) observe(rep *dump.DrillReport) {
 	m.lastRun.SetToCurrentTime()
 	if rep.OK {
-		m.lastSuccess.SetToCurrentTime()
+		m.lastSuccess.WithLabelValues().SetToCurrentTime()
 		m.ok.Set(1)
 		return
 	}
