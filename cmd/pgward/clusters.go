@@ -56,7 +56,7 @@ func runClusters(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, err := settingsFrom(c).trust()
+	trust, err := settingsFrom(c).policyTrust()
 	if err != nil {
 		return err
 	}

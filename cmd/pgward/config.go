@@ -44,6 +44,8 @@ const (
 	flagSigningKeyFile = "signing-key-file"
 	flagTrustedSigner  = "trusted-signer"
 	flagAllowUnsigned  = "allow-unsigned"
+	// Who may set the retention policy, which steers what prune deletes.
+	flagPolicySigner = "trusted-policy-signer"
 )
 
 func globalFlags() []cli.Flag {
@@ -61,6 +63,7 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagS3PathStyle, EnvVars: []string{"PGWARD_S3_PATH_STYLE"}, Usage: "address buckets path-style (endpoint/bucket/key), as most self-hosted stores need"},
 		&cli.StringFlag{Name: flagSigningKeyFile, EnvVars: []string{"PGWARD_SIGNING_KEY_FILE"}, Usage: "sign every stored object with the Ed25519 key in `FILE` (hosts that write; from 'pgward keys generate --signing')"},
 		&cli.StringFlag{Name: flagTrustedSigner, EnvVars: []string{"PGWARD_TRUSTED_SIGNER"}, Usage: "accept only objects signed by these public keys, comma-separated (`pgwsig1…`; hosts that read)"},
+		&cli.StringFlag{Name: flagPolicySigner, EnvVars: []string{"PGWARD_TRUSTED_POLICY_SIGNER"}, Usage: "accept a retention policy (policy.json) only when signed by one of these public keys (`pgwsig1…`: the operators', not the database hosts'), so a host that may write cannot shorten what prune keeps"},
 		&cli.BoolFlag{Name: flagAllowUnsigned, EnvVars: []string{"PGWARD_ALLOW_UNSIGNED"}, Usage: "with --trusted-signer: still read objects that carry no signature (a repository written before signing), with a warning"},
 		&cli.StringFlag{Name: flagLogLevel, EnvVars: []string{"PGWARD_LOG_LEVEL"}, Value: "info", Usage: "log `LEVEL`: debug, info, warn or error"},
 		withDays(&cli.DurationFlag{Name: flagProgressInterval, EnvVars: []string{"PGWARD_PROGRESS_INTERVAL"}, Value: defaultProgressInterval,
@@ -237,6 +240,7 @@ type settings struct {
 	S3Insecure, S3PathStyle                bool
 	LogLevel                               string
 	SigningKeyFile, TrustedSigner          string
+	PolicySigner                           string
 	AllowUnsigned                          bool
 	errWriter                              io.Writer  // where warnings go
 	warnOnce                               *sync.Once // the no-trusted-signer warning, once per run
@@ -257,6 +261,7 @@ func settingsFrom(c *cli.Context) settings {
 		S3Insecure: c.Bool(flagS3Insecure), S3PathStyle: c.Bool(flagS3PathStyle),
 		LogLevel: c.String(flagLogLevel), errWriter: c.App.ErrWriter, warnOnce: runOnce(c.App),
 		SigningKeyFile: c.String(flagSigningKeyFile), TrustedSigner: c.String(flagTrustedSigner),
+		PolicySigner:  c.String(flagPolicySigner),
 		AllowUnsigned: c.Bool(flagAllowUnsigned),
 	}
 }
@@ -276,6 +281,7 @@ func (s settings) env() []string {
 		"PGWARD_S3_INSECURE=" + b(s.S3Insecure), "PGWARD_S3_PATH_STYLE=" + b(s.S3PathStyle),
 		"PGWARD_LOG_LEVEL=" + s.LogLevel, "PGWARD_CONFIG=", "PGWARD_CONFIG_DIR=",
 		"PGWARD_SIGNING_KEY_FILE=" + s.SigningKeyFile, "PGWARD_TRUSTED_SIGNER=" + s.TrustedSigner,
+		"PGWARD_TRUSTED_POLICY_SIGNER=" + s.PolicySigner,
 		"PGWARD_ALLOW_UNSIGNED=" + b(s.AllowUnsigned),
 	}
 }

@@ -69,7 +69,7 @@ func isBool(f cli.Flag) bool { _, ok := f.(*cli.BoolFlag); return ok }
 
 // configListKeys are the options the file may give as a YAML list; the
 // items are joined with commas.
-var configListKeys = []string{flagRecipient, flagTrustedSigner}
+var configListKeys = []string{flagRecipient, flagTrustedSigner, flagPolicySigner}
 
 // prepareCommands gives every option of every command an environment
 // variable (PGWARD_<NAME>) where it has none, lets durations take days

@@ -13,6 +13,7 @@ import (
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/dump"
 	"github.com/pgward/pgward/internal/config"
+	"github.com/pgward/pgward/seal"
 	"github.com/pgward/pgward/storage"
 )
 
@@ -79,7 +80,7 @@ func runRetentionShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, err := settingsFrom(c).trust()
+	trust, err := settingsFrom(c).policyTrust()
 	if err != nil {
 		return err
 	}
@@ -109,7 +110,7 @@ func runRetentionSet(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	trust, err := s.trust()
+	trust, err := s.policyTrust()
 	if err != nil {
 		return err
 	}
@@ -170,7 +171,7 @@ func runRetentionSet(c *cli.Context) error {
 // a sidecar. A tzFlag that is also a schedule's zone (the sidecar's
 // --dump-timezone) is never compared: scheduleZone.
 func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend, l catalog.Layout, tzFlag string, scheduleZone ...bool) (catalog.Policy, error) {
-	trust, err := settingsFrom(c).trust()
+	trust, err := settingsFrom(c).policyTrust()
 	if err != nil {
 		return catalog.Policy{}, err
 	}
@@ -259,4 +260,18 @@ func dumpRetention(p catalog.Policy) (dump.Policy, error) {
 	}
 	d := dump.Policy{Daily: p.KeepDaily, Weekly: p.KeepWeekly, Monthly: p.KeepMonthly, Location: loc}
 	return d, d.Validate()
+}
+
+// policyTrust is whom a retention policy is read from: --trusted-policy-
+// signer when given (no unsigned policy then, and no writer's key), else
+// the trust every object is read with.
+func (s settings) policyTrust() (seal.Trust, error) {
+	if s.PolicySigner == "" {
+		return s.trust()
+	}
+	signers, err := seal.ParseTrustedSigners(s.PolicySigner)
+	if err != nil {
+		return seal.Trust{}, fmt.Errorf("--%s: %w", flagPolicySigner, err)
+	}
+	return seal.Trust{Signers: signers}, nil
 }

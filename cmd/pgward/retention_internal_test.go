@@ -169,6 +169,15 @@ func TestRetentionPolicySigned(t *testing.T) {
 	if p := showPolicy(t, "--repo", repoURL, "--trusted-signer", pub); p.WindowSeconds != 7*86400 || p.KeepDaily != 3 {
 		t.Errorf("replaced policy: %+v, want the defaults with keep-daily 3", p)
 	}
+	// With --trusted-policy-signer only those keys set the policy: a
+	// writer's key (trusted for WAL and backups) is not enough.
+	pgward(t, "--repo", repoURL, "--signing-key-file", other, "retention", "set", "--force", "--retention-window", "2h").check(t, exitOK, nil, nil)
+	pgward(t, "--repo", repoURL, "--trusted-policy-signer", pub, "retention", "show").check(t, exitError, []string{"main/policy.json", "not a --trusted-signer"}, nil)
+	pgward(t, "--repo", repoURL, "--signing-key-file", keyFile, "retention", "set", "--force", "--retention-window", "9d").check(t, exitOK, nil, nil)
+	if p := showPolicy(t, "--repo", repoURL, "--trusted-policy-signer", pub); p.WindowSeconds != 9*86400 {
+		t.Errorf("policy signed by the policy signer: %+v", p)
+	}
+	pgward(t, "--repo", repoURL, "--trusted-policy-signer", "pgwsig1nope", "retention", "show").check(t, exitError, []string{"--trusted-policy-signer"}, nil)
 	// Signed by a key the reader does not trust.
 	pgward(t, "--repo", repoURL, "--signing-key-file", other, "retention", "set", "--force", "--retention-window", "1h").check(t, exitOK, nil, nil)
 	pgward(t, "--repo", repoURL, "--trusted-signer", pub, "prune", "--dry-run").check(t, exitError, []string{"not a --trusted-signer"}, nil)
