@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -70,13 +72,13 @@ func WriteTextfile(path string, g prometheus.Gatherer) error {
 			byLabels[labelKey(m)] = m
 		}
 		prev.Metric = prev.Metric[:0]
-		for _, k := range sortedKeys(byLabels) {
+		for _, k := range slices.Sorted(maps.Keys(byLabels)) {
 			prev.Metric = append(prev.Metric, byLabels[k])
 		}
 		prev.Help = f.Help
 	}
 	var buf bytes.Buffer
-	for _, name := range sortedKeys(old) {
+	for _, name := range slices.Sorted(maps.Keys(old)) {
 		if _, err := expfmt.MetricFamilyToText(&buf, old[name]); err != nil {
 			return err
 		}
@@ -114,13 +116,4 @@ func labelKey(m *dto.Metric) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ",")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

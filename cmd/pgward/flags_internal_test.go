@@ -17,7 +17,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgward/pgward/catalog"
-	"github.com/pgward/pgward/storage/fs"
 )
 
 const pwSecret = "s3cret-PW"
@@ -284,18 +283,7 @@ func TestFlagValueErrorsSayWhatToWrite(t *testing.T) {
 // putBackup stores a finished backup's backup.json, stopped at stop.
 func putBackup(t *testing.T, repoDir, id string, stop time.Time) {
 	t.Helper()
-	store, err := fs.New(repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layout := catalog.Layout{Cluster: catalog.DefaultCluster}
-	sum := strings.Repeat("0123456789abcdef", 2) // an xxh3_128, as every part records one
-	info, _ := json.Marshal(catalog.BackupInfo{Format: catalog.BackupFormat, ID: id, StartTime: stop.Add(-time.Minute), StopTime: stop,
-		Archives: []catalog.BackupArchive{{Name: "base.tar", Parts: []catalog.BackupPart{{Key: layout.BackupPartKey(id, "base.tar", 0, ".zst"), Bytes: 1, StoredBytes: 1, Checksum: sum}}}},
-		Manifest: catalog.BackupPart{Key: layout.BackupManifestKey(id, ".zst"), Bytes: 1, StoredBytes: 1, Checksum: sum}})
-	if err := store.Put(t.Context(), layout.BackupInfoKey(id), bytes.NewReader(info), int64(len(info)), nil); err != nil {
-		t.Fatal(err)
-	}
+	putClusterBackup(t, repoDir, catalog.DefaultCluster, id, stop)
 }
 
 // The documented `backup delete ID --force` works: it deletes a backup

@@ -8,8 +8,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -39,7 +39,7 @@ func (s *Schema) kind(key string) (Kind, bool) {
 	if k, ok := s.Options[key]; ok {
 		return k, true
 	}
-	for _, name := range sortedKeys(s.Commands) {
+	for _, name := range slices.Sorted(maps.Keys(s.Commands)) {
 		if k, ok := s.Commands[name].kind(key); ok {
 			return k, true
 		}
@@ -159,7 +159,7 @@ func (c *Config) AddCluster(name, file string, data []byte, s *Schema, global []
 func (c *Config) Cluster() string { return c.cluster }
 
 // Clusters lists the clusters the configuration defines, sorted.
-func (c *Config) Clusters() []string { return sortedKeys(c.clusters) }
+func (c *Config) Clusters() []string { return slices.Sorted(maps.Keys(c.clusters)) }
 
 // HasCluster reports whether the configuration defines cluster name.
 func (c *Config) HasCluster(name string) bool { _, ok := c.clusters[name]; return ok }
@@ -290,13 +290,13 @@ func (p parser) unknown(at, key string, path []string, s *Schema) error {
 	p.schema.names(names)
 	names[ClustersKey] = true
 	hint := ""
-	if best := Suggest(key, sortedKeys(names)); best != "" {
+	if best := Suggest(key, slices.Sorted(maps.Keys(names))); best != "" {
 		hint = fmt.Sprintf(" (did you mean %s?)", best)
 	}
 	what := "an option of pgward or of any of its commands, a command's section, or " + ClustersKey
 	if len(path) > 0 {
 		what = "an option of 'pgward " + strings.Join(path, " ") + "', or a subcommand's section"
-		for _, name := range sortedKeys(s.Commands) {
+		for _, name := range slices.Sorted(maps.Keys(s.Commands)) {
 			if _, ok := s.Commands[name].kind(key); ok {
 				hint = fmt.Sprintf(" (it is an option of 'pgward %s %s': put it in that section, %s: {%s: …})", strings.Join(path, " "), name, name, key)
 				break
@@ -409,13 +409,4 @@ func shortQuote(s string) string {
 		return strconv.Quote(s[:40]) + "…"
 	}
 	return strconv.Quote(s)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
