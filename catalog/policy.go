@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgward/pgward/seal"
@@ -152,4 +154,117 @@ func StorePolicy(ctx context.Context, store storage.Backend, l Layout, key *seal
 		return fmt.Errorf("store %s: %w", l.PolicyKey(), err)
 	}
 	return nil
+}
+
+// PolicyField names a field of a Policy that a command option sets.
+type PolicyField int
+
+// The fields options set.
+const (
+	FieldWindow PolicyField = iota
+	FieldKeepDaily
+	FieldKeepWeekly
+	FieldKeepMonthly
+	FieldDumpTimezone
+)
+
+// PolicyOption is one retention option of a command, with its value
+// (Window, N or Zone, by Field) and where it came from.
+type PolicyOption struct {
+	Field  PolicyField
+	Flag   string // its name, for messages
+	Window time.Duration
+	N      int
+	Zone   string
+	// Set: given at all (command line, environment or file), not left at
+	// its default. Typed: on the command line.
+	Set, Typed bool
+	// Schedule: it is also a schedule's zone (the sidecar's
+	// --dump-timezone), so it is never compared with the stored policy.
+	Schedule bool
+}
+
+func (o PolicyOption) text() string {
+	switch o.Field {
+	case FieldWindow:
+		return formatWindow(o.Window)
+	case FieldDumpTimezone:
+		return o.Zone
+	}
+	return strconv.Itoa(o.N)
+}
+
+func (p Policy) text(f PolicyField) string {
+	switch f {
+	case FieldWindow:
+		return formatWindow(p.Window())
+	case FieldKeepDaily:
+		return strconv.Itoa(p.KeepDaily)
+	case FieldKeepWeekly:
+		return strconv.Itoa(p.KeepWeekly)
+	case FieldKeepMonthly:
+		return strconv.Itoa(p.KeepMonthly)
+	}
+	return p.DumpTimezone
+}
+
+func (p *Policy) apply(o PolicyOption) {
+	switch o.Field {
+	case FieldWindow:
+		p.WindowSeconds = int64(o.Window / time.Second)
+	case FieldKeepDaily:
+		p.KeepDaily = o.N
+	case FieldKeepWeekly:
+		p.KeepWeekly = o.N
+	case FieldKeepMonthly:
+		p.KeepMonthly = o.N
+	case FieldDumpTimezone:
+		p.DumpTimezone = o.Zone
+	}
+}
+
+// formatWindow writes a window in days when it is whole days.
+func formatWindow(d time.Duration) string {
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+// ErrPolicyDisagrees is returned (wrapped) when an option typed on the
+// command line says otherwise than the stored policy.
+var ErrPolicyDisagrees = errors.New("the retention policy stored in the repository decides")
+
+// ResolvePolicy is the policy a command acts on. Without a stored policy
+// (found false) it is the defaults with the command's options applied.
+// With one, the stored policy decides: an option that says otherwise is
+// an error when typed on the command line, and otherwise ignored and
+// returned in ignored, to be warned about (an old PGWARD_PRUNE_WINDOW in
+// a unit file must not stop a sidecar). A schedule's zone is never
+// compared.
+func ResolvePolicy(stored Policy, found bool, opts []PolicyOption) (p Policy, ignored []string, err error) {
+	p = stored
+	if !found {
+		p = DefaultPolicy()
+		for _, o := range opts {
+			p.apply(o) // the option, or its default
+		}
+		return p, nil, p.Validate()
+	}
+	var refused []string
+	for _, o := range opts {
+		if !o.Set || o.Schedule || o.text() == p.text(o.Field) {
+			continue
+		}
+		what := fmt.Sprintf("--%s %s (the policy says %s)", o.Flag, o.text(), p.text(o.Field))
+		if o.Typed {
+			refused = append(refused, what)
+		} else {
+			ignored = append(ignored, what)
+		}
+	}
+	if len(refused) > 0 {
+		return Policy{}, nil, fmt.Errorf("%s: %w; change it with 'pgward retention set', or drop the option", strings.Join(refused, ", "), ErrPolicyDisagrees)
+	}
+	return p, ignored, p.Validate()
 }

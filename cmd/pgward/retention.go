@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -179,47 +178,24 @@ func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend,
 	if err != nil {
 		return catalog.Policy{}, fmt.Errorf("retention policy: %w", err)
 	}
-	type option struct {
-		flag    string
-		stored  string
-		given   func() string
-		apply   func()
-		compare bool
+	var opts []catalog.PolicyOption
+	add := func(field catalog.PolicyField, flag string, o catalog.PolicyOption) {
+		if findFlag(c.Command.Flags, flag) == nil {
+			return // this command has no such option
+		}
+		o.Field, o.Flag, o.Set, o.Typed = field, flag, c.IsSet(flag), typedOnCommandLine(c, flag)
+		opts = append(opts, o)
 	}
-	has := func(name string) bool { return findFlag(c.Command.Flags, name) != nil }
-	opts := []option{
-		{flagRetentionWindow, config.FormatDuration(p.Window()), func() string { return config.FormatDuration(c.Duration(flagRetentionWindow)) },
-			func() { p.WindowSeconds = int64(c.Duration(flagRetentionWindow) / time.Second) }, true},
-		{flagKeepDaily, strconv.Itoa(p.KeepDaily), func() string { return strconv.Itoa(c.Int(flagKeepDaily)) }, func() { p.KeepDaily = c.Int(flagKeepDaily) }, true},
-		{flagKeepWeekly, strconv.Itoa(p.KeepWeekly), func() string { return strconv.Itoa(c.Int(flagKeepWeekly)) }, func() { p.KeepWeekly = c.Int(flagKeepWeekly) }, true},
-		{flagKeepMonthly, strconv.Itoa(p.KeepMonthly), func() string { return strconv.Itoa(c.Int(flagKeepMonthly)) }, func() { p.KeepMonthly = c.Int(flagKeepMonthly) }, true},
-	}
+	add(catalog.FieldWindow, flagRetentionWindow, catalog.PolicyOption{Window: c.Duration(flagRetentionWindow)})
+	add(catalog.FieldKeepDaily, flagKeepDaily, catalog.PolicyOption{N: c.Int(flagKeepDaily)})
+	add(catalog.FieldKeepWeekly, flagKeepWeekly, catalog.PolicyOption{N: c.Int(flagKeepWeekly)})
+	add(catalog.FieldKeepMonthly, flagKeepMonthly, catalog.PolicyOption{N: c.Int(flagKeepMonthly)})
 	if tzFlag != "" {
-		opts = append(opts, option{tzFlag, p.DumpTimezone, func() string { return c.String(tzFlag) }, func() { p.DumpTimezone = c.String(tzFlag) },
-			len(scheduleZone) == 0 || !scheduleZone[0]})
+		add(catalog.FieldDumpTimezone, tzFlag, catalog.PolicyOption{Zone: c.String(tzFlag), Schedule: len(scheduleZone) > 0 && scheduleZone[0]})
 	}
-	var refused, ignored []string
-	for _, o := range opts {
-		if !has(o.flag) {
-			continue
-		}
-		if !found {
-			o.apply() // the option, or its default
-			continue
-		}
-		if !o.compare || !c.IsSet(o.flag) || o.given() == o.stored {
-			continue
-		}
-		what := fmt.Sprintf("--%s %s (the policy says %s)", o.flag, o.given(), o.stored)
-		if typedOnCommandLine(c, o.flag) {
-			refused = append(refused, what)
-		} else {
-			ignored = append(ignored, what)
-		}
-	}
-	if len(refused) > 0 {
-		return catalog.Policy{}, fmt.Errorf("cluster %s: %s: the retention policy stored in the repository decides; change it with 'pgward retention set', or drop the option",
-			l.Cluster, strings.Join(refused, ", "))
+	p, ignored, err := catalog.ResolvePolicy(p, found, opts)
+	if err != nil {
+		return catalog.Policy{}, fmt.Errorf("cluster %s: %w", l.Cluster, err)
 	}
 	if len(ignored) > 0 {
 		if log, err := settingsFrom(c).logger(c.App.ErrWriter); err == nil {
@@ -227,7 +203,7 @@ func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend,
 				"cluster", l.Cluster, "ignored", strings.Join(ignored, ", "))
 		}
 	}
-	return p, p.Validate()
+	return p, nil
 }
 
 // typedOnCommandLine reports whether option name (or an alias) was given
