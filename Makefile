@@ -78,6 +78,7 @@ fuzz:
 	$(FUZZ) -fuzz='^FuzzDumpInfo$$' ./dump
 	$(FUZZ) -fuzz='^FuzzReadArchiveStats$$' ./dump
 	$(FUZZ) -fuzz='^FuzzExtract$$' ./restore
+	$(FUZZ) -fuzz='^FuzzParsePack$$' ./filebackup
 
 # The Debian package (build/pgward_<version>_amd64.deb), with nfpm at a
 # pinned version: the binary, the man page and the shell completions
