@@ -26,8 +26,10 @@ import (
 const defaultConfigFile = "/etc/pgward/pgward.yaml"
 
 // typedOnly are the options never read from the environment or the file:
-// an override of a refusal must be typed for the one run it is meant for.
-var typedOnly = []string{"force", "help"}
+// an override of a refusal must be typed for the one run it is meant for,
+// and so must a run that only shows (a PGWARD_DRY_RUN left in a cron
+// job's environment would make every prune a silent no-op).
+var typedOnly = []string{"force", "help", "dry-run", "show-window"}
 
 // envName is the environment variable of an option that names none.
 func envName(flag string) string {
