@@ -44,8 +44,8 @@ func split(t *testing.T, s Secret, b []byte) []string {
 // Within a domain equal data has equal ids and an edit changes few
 // chunks; across domains nothing compares.
 func TestDomainsShareNothing(t *testing.T) {
-	a, _ := NewSecret()
-	b, _ := NewSecret()
+	// Fixed secrets, so the boundaries are too and the test never flakes.
+	a, b := Secret{1}, Secret{2}
 	file := data(1, 24<<20)
 	idsA := split(t, a, file)
 	if again := split(t, a, file); strings.Join(again, ",") != strings.Join(idsA, ",") {
