@@ -79,6 +79,7 @@ fuzz:
 	$(FUZZ) -fuzz='^FuzzReadArchiveStats$$' ./dump
 	$(FUZZ) -fuzz='^FuzzExtract$$' ./restore
 	$(FUZZ) -fuzz='^FuzzParsePack$$' ./filebackup
+	$(FUZZ) -fuzz='^FuzzNodeJSON$$' ./filebackup
 
 # The Debian package (build/pgward_<version>_amd64.deb), with nfpm at a
 # pinned version: the binary, the man page and the shell completions
