@@ -105,3 +105,17 @@ func TestWalkWarnsAndGoesOn(t *testing.T) {
 		t.Errorf("without Warn: %v", err)
 	}
 }
+
+// mkTree makes a small tree with the kinds of entries a snapshot records.
+func mkTree(t *testing.T, root string) {
+	t.Helper()
+	for rel, data := range map[string]string{"b/file.txt": "hello", "a/new\nline": "x", "a/bad\xffutf8": "y", "a/with space": "z"} {
+		p := filepath.Join(root, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink("../b/file.txt", filepath.Join(root, "a/link"))
+	os.Link(filepath.Join(root, "b/file.txt"), filepath.Join(root, "c-hardlink"))
+}
