@@ -345,7 +345,7 @@ func runBackupDelete(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	policy, err := retentionPolicy(c.Context, c, store, layout, "")
+	policy, err := retentionPolicy(c.Context, c, store, layout, "", false)
 	if err != nil {
 		return err
 	}

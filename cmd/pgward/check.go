@@ -42,7 +42,7 @@ identity (--identity-file).`,
 			}
 			th := probe.Thresholds{WALWarning: c.Duration("wal-warning"), WALCritical: c.Duration("wal-critical"),
 				BackupWarning: c.Duration("backup-warning"), BackupCritical: c.Duration("backup-critical")}
-			policy, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "")
+			policy, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "", false)
 			if err != nil {
 				return withStatus(int(probe.Unknown), err)
 			}

@@ -1030,6 +1030,8 @@ func TestBackupBadInput(t *testing.T) {
 		{"delete unknown", []string{"--repo", repoURL, "backup", "delete", "20990101T000000Z"}, []string{"no such finished backup"}},
 		{"pin unknown", []string{"--repo", repoURL, "backup", "pin", "20990101T000000Z"}, []string{"no such finished backup"}},
 		{"unknown subcommand", []string{"--repo", repoURL, "backup", "frobnicate"}, []string{"unknown backup subcommand"}},
+		{"unknown status", []string{"--repo", repoURL, "backup", "list", "--status", "done"}, []string{`--status "done": want finished, running, failed or refused`}},
+		{"status with a newline", []string{"--repo", repoURL, "backup", "list", "--status", "finished\n"}, []string{"--status", "want finished"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pgward(t, tc.args...).check(t, exitError, tc.want, nil)

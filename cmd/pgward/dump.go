@@ -305,8 +305,8 @@ func runDumpRestore(c *cli.Context) error {
 
 // dumpPolicy is the dumps' retention: the repository's policy, or the
 // --keep-* options in the time zone of option tzFlag.
-func dumpPolicy(ctx context.Context, c *cli.Context, cat dump.Catalog, tzFlag string, scheduleZone ...bool) (dump.Policy, error) {
-	p, err := retentionPolicy(ctx, c, cat.Store, cat.Layout, tzFlag, scheduleZone...)
+func dumpPolicy(ctx context.Context, c *cli.Context, cat dump.Catalog, tzFlag string, scheduleZone bool) (dump.Policy, error) {
+	p, err := retentionPolicy(ctx, c, cat.Store, cat.Layout, tzFlag, scheduleZone)
 	if err != nil {
 		return dump.Policy{}, err
 	}
@@ -318,7 +318,7 @@ func runDumpPrune(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	policy, err := dumpPolicy(c.Context, c, cat, "timezone")
+	policy, err := dumpPolicy(c.Context, c, cat, "timezone", false)
 	if err != nil {
 		return err
 	}

@@ -250,7 +250,6 @@ func loadConfig(c *cli.Context) error {
 	if path == "" {
 		return nil
 	}
-	schema, globals := schemaOf(c.App), globalKeys(c.App)
 	data, err := os.ReadFile(path)
 	switch {
 	case err != nil && !explicit && errors.Is(err, fs.ErrPermission):
@@ -263,6 +262,19 @@ func loadConfig(c *cli.Context) error {
 	case err != nil:
 		data = nil // no default file: conf.d may still hold the cluster's
 	}
+	// wal-push and wal-fetch run once per segment: without a file (the
+	// default one absent) there is nothing to parse, and no schema to
+	// build, unless a conf.d may hold the cluster's settings.
+	dir := c.String(flagConfigDir)
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(path), "conf.d")
+	}
+	if data == nil {
+		if _, err := os.Stat(dir); err != nil {
+			return nil
+		}
+	}
+	schema, globals := schemaOf(c.App), globalKeys(c.App)
 	cfg, err := config.Parse(path, data, schema, globals)
 	if err != nil {
 		return fmt.Errorf("config file %w", err)
@@ -275,10 +287,6 @@ func loadConfig(c *cli.Context) error {
 	cluster := c.String(flagCluster)
 	if !c.IsSet(flagCluster) && cfg.Cluster() != "" {
 		cluster = cfg.Cluster()
-	}
-	dir := c.String(flagConfigDir)
-	if dir == "" {
-		dir = filepath.Join(filepath.Dir(path), "conf.d")
 	}
 	// An invalid name is refused when the repository is opened; it never
 	// becomes a path here.

@@ -50,7 +50,7 @@ func runPrune(c *cli.Context) error {
 		return err
 	}
 	a.Opener = seal.NewOpener(nil).SetTrust(trust)
-	policy, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "")
+	policy, err := retentionPolicy(c.Context, c, a.Store, a.Layout, "", false)
 	if err != nil {
 		return err
 	}

@@ -168,8 +168,8 @@ func runRetentionSet(c *cli.Context) error {
 // line, and warned about, and ignored, when it came from the environment
 // or the config file: a unit file's old PGWARD_PRUNE_WINDOW must not stop
 // a sidecar. A tzFlag that is also a schedule's zone (the sidecar's
-// --dump-timezone) is never compared: scheduleZone.
-func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend, l catalog.Layout, tzFlag string, scheduleZone ...bool) (catalog.Policy, error) {
+// --dump-timezone) is never compared: scheduleZone says so.
+func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend, l catalog.Layout, tzFlag string, scheduleZone bool) (catalog.Policy, error) {
 	trust, err := settingsFrom(c).policyTrust()
 	if err != nil {
 		return catalog.Policy{}, err
@@ -191,7 +191,7 @@ func retentionPolicy(ctx context.Context, c *cli.Context, store storage.Backend,
 	add(catalog.FieldKeepWeekly, flagKeepWeekly, catalog.PolicyOption{N: c.Int(flagKeepWeekly)})
 	add(catalog.FieldKeepMonthly, flagKeepMonthly, catalog.PolicyOption{N: c.Int(flagKeepMonthly)})
 	if tzFlag != "" {
-		add(catalog.FieldDumpTimezone, tzFlag, catalog.PolicyOption{Zone: c.String(tzFlag), Schedule: len(scheduleZone) > 0 && scheduleZone[0]})
+		add(catalog.FieldDumpTimezone, tzFlag, catalog.PolicyOption{Zone: c.String(tzFlag), Schedule: scheduleZone})
 	}
 	p, ignored, err := catalog.ResolvePolicy(p, found, opts)
 	if err != nil {

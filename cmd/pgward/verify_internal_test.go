@@ -129,8 +129,11 @@ func TestProgressLogsOffTerminal(t *testing.T) {
 			t.Errorf("progress log %q lacks %s", line, want)
 		}
 	}
+	// Finish waits for the logging goroutine: nothing is written after it,
+	// and a second Finish is harmless.
 	n := strings.Count(logs.String(), "msg=progress")
-	time.Sleep(20 * time.Millisecond)
+	p.Finish()
+	p.Add(1)
 	if strings.Count(logs.String(), "msg=progress") != n {
 		t.Error("progress still logs after Finish")
 	}
