@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
+	"strings"
+
+	"github.com/pgward/pgward/internal/atomicfile"
 )
 
 // The id cache is the backing-up host's own record of the chunk ids a
@@ -50,13 +52,6 @@ func LoadIDCache(path string) (map[string]bool, error) {
 // SaveIDCache writes ids to path atomically (temp file, fsync, rename,
 // fsync of the directory), mode 0600.
 func SaveIDCache(path string, ids map[string]bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("id cache: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	w.WriteString(cacheHeader)
 	keys := make([]string, 0, len(ids))
 	for id, ok := range ids {
 		if ok {
@@ -64,29 +59,15 @@ func SaveIDCache(path string, ids map[string]bool) error {
 		}
 	}
 	slices.Sort(keys)
+	var b strings.Builder
+	b.Grow(len(cacheHeader) + 65*len(keys))
+	b.WriteString(cacheHeader)
 	for _, id := range keys {
-		w.WriteString(id)
-		w.WriteByte('\n')
+		b.WriteString(id)
+		b.WriteByte('\n')
 	}
-	err = w.Flush()
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("id cache: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

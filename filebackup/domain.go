@@ -20,9 +20,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/restic/chunker"
+
+	"github.com/pgward/pgward/internal/atomicfile"
 )
 
 // Secret is a key domain's secret. It lets its holder compute chunk ids
@@ -84,32 +85,11 @@ func LoadSecretFile(path string) (Secret, error) {
 // CreateSecretFile writes s to path (mode 0600) only if no file is there,
 // atomically: a crash leaves the old state or the whole file.
 func CreateSecretFile(path string, s Secret) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("files secret: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(s.Marshal()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("files secret: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("files secret: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("files secret: %w", err)
-	}
-	// A hard link fails if path exists: never replace a domain's secret.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
+	if err := atomicfile.Create(path, s.Marshal(), 0o600); err != nil {
+		if errors.Is(err, atomicfile.ErrExist) {
 			return fmt.Errorf("files secret %s already exists: never replaced", path)
 		}
 		return fmt.Errorf("files secret: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

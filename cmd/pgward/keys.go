@@ -3,14 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgward/pgward/internal/atomicfile"
 	"github.com/pgward/pgward/inventory"
 	"github.com/pgward/pgward/seal"
 )
@@ -83,37 +81,11 @@ by name; others by fingerprint.`,
 // an existing file: overwriting a key would make every object
 // encrypted to it unreadable.
 func writeNewFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".pgward-key-*")
-	if err != nil {
-		return fmt.Errorf("write key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write key: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write key: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write key: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write key: %w", err)
-	}
-	// link(2) fails if path exists, so an existing key is never replaced,
-	// even by a concurrent run.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
+	if err := atomicfile.Create(path, data, 0o600); err != nil {
+		if errors.Is(err, atomicfile.ErrExist) {
 			return fmt.Errorf("%s already exists: pgward never overwrites a key; choose another --output", path)
 		}
 		return fmt.Errorf("write key: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
