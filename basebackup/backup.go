@@ -110,7 +110,7 @@ func Take(ctx context.Context, cfg Config) (*catalog.BackupInfo, error) {
 	// The lock cancels the backup if it is lost (another backup broke it).
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	lk, err := acquireLock(ctx, a.Store, a.Layout, lease, now, log, func(err error) { cancel(err) })
+	lk, err := acquireLock(ctx, a.Store, a.Layout.BackupLockKey(), lease, now, log, func(err error) { cancel(err) })
 	if err != nil {
 		return nil, err
 	}

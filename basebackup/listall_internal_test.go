@@ -40,7 +40,7 @@ func TestListAllStatuses(t *testing.T) {
 	put(layout.BackupPartKey("20261202T010000Z", "base.tar", 0, ".zst"), make([]byte, 50))  // running
 
 	now := func() time.Time { return t0.Add(24 * time.Hour) }
-	l, err := acquireLock(ctx, store, layout, time.Hour, now, slog.New(slog.DiscardHandler), nil)
+	l, err := acquireLock(ctx, store, layout.BackupLockKey(), time.Hour, now, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,10 +65,10 @@ func (l *lock) setBackup(id string) error {
 // acquireLock takes the lock, breaking one whose holder let its lease
 // expire or is gone (with a warning), and keeps renewing it until
 // release.
-func acquireLock(ctx context.Context, store storage.Backend, layout catalog.Layout, lease time.Duration, now func() time.Time, log *slog.Logger, onLoss func(error)) (*lock, error) {
+func acquireLock(ctx context.Context, store storage.Backend, key string, lease time.Duration, now func() time.Time, log *slog.Logger, onLoss func(error)) (*lock, error) {
 	host, _ := os.Hostname()
 	bootID, pidNS := processIdentity()
-	l := &lock{store: store, key: layout.BackupLockKey(), lease: lease, log: log, onLoss: onLoss, now: now,
+	l := &lock{store: store, key: key, lease: lease, log: log, onLoss: onLoss, now: now,
 		rec: lockRecord{Host: host, BootID: bootID, PIDNS: pidNS, PID: os.Getpid(), Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Since: now().UTC()}}
 	for attempt := 0; attempt < 2; attempt++ {
 		l.rec.Expires = now().UTC().Add(lease)
@@ -202,11 +202,18 @@ func processIdentity() (bootID, pidNS string) {
 // Lock takes the cluster's backup lock for other repository work (prune)
 // and returns its release.
 func Lock(ctx context.Context, store storage.Backend, layout catalog.Layout, now func() time.Time, log *slog.Logger) (func(), error) {
-	l, err := acquireLock(ctx, store, layout, DefaultLease, now, log, nil)
+	return LockKey(ctx, store, layout.BackupLockKey(), "prune", now, log, nil)
+}
+
+// LockKey takes the lease lock at key for task (its name in the lock
+// object) and returns its release; onLoss, when set, is called if the
+// lock is lost while held. File backups and their prune share this lock.
+func LockKey(ctx context.Context, store storage.Backend, key, task string, now func() time.Time, log *slog.Logger, onLoss func(error)) (func(), error) {
+	l, err := acquireLock(ctx, store, key, DefaultLease, now, log, onLoss)
 	if err != nil {
 		return nil, err
 	}
-	if err := l.setBackup("prune"); err != nil {
+	if err := l.setBackup(task); err != nil {
 		l.release(context.WithoutCancel(ctx))
 		return nil, err
 	}

@@ -22,25 +22,25 @@ func TestLock(t *testing.T) {
 	clock.Store(time.Date(2026, 11, 21, 0, 30, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
 
-	a, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
+	a, err := acquireLock(t.Context(), store, layout.BackupLockKey(), time.Hour, now, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil); !errors.Is(err, ErrLocked) {
+	if _, err := acquireLock(t.Context(), store, layout.BackupLockKey(), time.Hour, now, log, nil); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second lock while the first holds: %v, want ErrLocked", err)
 	}
 
 	// The first holder stalls past its lease: the next one breaks it, and
 	// the stalled holder's release leaves the new lock alone.
 	clock.Add(int64(2 * time.Hour))
-	b, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
+	b, err := acquireLock(t.Context(), store, layout.BackupLockKey(), time.Hour, now, log, nil)
 	if err != nil {
 		t.Fatalf("lock after the lease expired: %v", err)
 	}
 	if err := a.release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil); !errors.Is(err, ErrLocked) {
+	if _, err := acquireLock(t.Context(), store, layout.BackupLockKey(), time.Hour, now, log, nil); !errors.Is(err, ErrLocked) {
 		t.Fatalf("the stalled holder's release removed the new holder's lock: %v", err)
 	}
 	if err := a.renewOnce(now); !errors.Is(err, errLockTaken) {
@@ -49,7 +49,7 @@ func TestLock(t *testing.T) {
 	if err := b.release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	c, err := acquireLock(t.Context(), store, layout, time.Hour, now, log, nil)
+	c, err := acquireLock(t.Context(), store, layout.BackupLockKey(), time.Hour, now, log, nil)
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}
@@ -80,7 +80,7 @@ func TestHolderGone(t *testing.T) {
 func TestDeleteRefusesTheBackupInProgress(t *testing.T) {
 	store := memory.New()
 	layout := catalog.Layout{Cluster: "c"}
-	l, err := acquireLock(t.Context(), store, layout, time.Hour, time.Now, slog.New(slog.DiscardHandler), nil)
+	l, err := acquireLock(t.Context(), store, layout.BackupLockKey(), time.Hour, time.Now, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

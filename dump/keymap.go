@@ -22,12 +22,29 @@ import (
 //	databases:
 //	  shop: age1…
 //	  "crm_*": [age1…, age1…]   # a glob (path.Match); first match wins
+//	sets:                    # file backups (pgward files)
+//	  www: age1…             # the whole set
+//	  home:
+//	    default: age1…       # optional: what no path names (else default)
+//	    paths:
+//	      /home/alice: age1…  # a path prefix within the set
 //
 // An exact name beats every glob; among globs the first in the file wins.
 type KeyMap struct {
 	entries  []keyMapEntry
 	def      []string
 	operator []string
+	sets     map[string]setEntry
+}
+
+type setEntry struct {
+	def   []string
+	paths []pathEntry
+}
+
+type pathEntry struct {
+	prefix     string
+	recipients []string
 }
 
 type keyMapEntry struct {
@@ -101,11 +118,118 @@ func ParseKeyMap(data []byte) (*KeyMap, error) {
 				}
 				m.entries = append(m.entries, keyMapEntry{pattern: pattern, recipients: keys})
 			}
+		case "sets":
+			sets, err := parseSets(val)
+			if err != nil {
+				return nil, err
+			}
+			m.sets = sets
 		default:
-			return nil, fmt.Errorf("unknown key %q (line %d): want operator, default or databases", key, top[i].Line)
+			return nil, fmt.Errorf("unknown key %q (line %d): want operator, default, databases or sets", key, top[i].Line)
 		}
 	}
 	return m, nil
+}
+
+// parseSets reads the sets section: a set's recipients, or its default
+// and path prefixes.
+func parseSets(val *yaml.Node) (map[string]setEntry, error) {
+	if val.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("sets (line %d): want a mapping of set name to recipients", val.Line)
+	}
+	sets := map[string]setEntry{}
+	for j := 0; j+1 < len(val.Content); j += 2 {
+		name, v := val.Content[j].Value, val.Content[j+1]
+		if _, dup := sets[name]; dup {
+			return nil, fmt.Errorf("sets: %q (line %d) appears twice", name, val.Content[j].Line)
+		}
+		var e setEntry
+		if v.Kind != yaml.MappingNode {
+			keys, err := recipientList(v)
+			if err != nil {
+				return nil, fmt.Errorf("sets: %q (line %d): %w", name, v.Line, err)
+			}
+			e.def = keys
+			sets[name] = e
+			continue
+		}
+		for k := 0; k+1 < len(v.Content); k += 2 {
+			sub, sv := v.Content[k].Value, v.Content[k+1]
+			switch sub {
+			case "default":
+				keys, err := recipientList(sv)
+				if err != nil {
+					return nil, fmt.Errorf("sets: %q default (line %d): %w", name, sv.Line, err)
+				}
+				e.def = keys
+			case "paths":
+				if sv.Kind != yaml.MappingNode {
+					return nil, fmt.Errorf("sets: %q paths (line %d): want a mapping of path prefix to recipients", name, sv.Line)
+				}
+				for q := 0; q+1 < len(sv.Content); q += 2 {
+					prefix := sv.Content[q].Value
+					line := sv.Content[q].Line
+					if !path.IsAbs(prefix) || path.Clean(prefix) != prefix || prefix == "/" || strings.ContainsAny(prefix, "\x00\n") {
+						return nil, fmt.Errorf("sets: %q path %q (line %d): want an absolute, clean path below / (no trailing slash, no ..)", name, prefix, line)
+					}
+					for _, p := range e.paths {
+						if p.prefix == prefix {
+							return nil, fmt.Errorf("sets: %q path %q (line %d) appears twice", name, prefix, line)
+						}
+					}
+					keys, err := recipientList(sv.Content[q+1])
+					if err != nil {
+						return nil, fmt.Errorf("sets: %q path %q (line %d): %w", name, prefix, line, err)
+					}
+					if len(keys) == 0 {
+						return nil, fmt.Errorf("sets: %q path %q (line %d) has no recipient", name, prefix, line)
+					}
+					e.paths = append(e.paths, pathEntry{prefix: prefix, recipients: keys})
+				}
+			default:
+				return nil, fmt.Errorf("sets: %q: unknown key %q (line %d): want default or paths", name, sub, v.Content[k].Line)
+			}
+		}
+		sets[name] = e
+	}
+	return sets, nil
+}
+
+// PathRecipients are the recipients of the part of a file set below
+// Prefix ("" for the rest of the set).
+type PathRecipients struct {
+	Prefix string
+	Recipients
+}
+
+// ForSet returns whom a file set is sealed to: the set's recipients (its
+// entry's default, else the map's default) for the part of it no path
+// prefix names, and each prefix's recipients, each with the operator's.
+func (m *KeyMap) ForSet(set string) ([]PathRecipients, error) {
+	e, ok := m.sets[set]
+	keys := e.def
+	if len(keys) == 0 {
+		keys = m.def
+	}
+	if len(keys) == 0 {
+		if !ok {
+			return nil, fmt.Errorf("the recipients map names no key for file set %q and has no default: add it under sets (or a default) so its files can be encrypted", set)
+		}
+		return nil, fmt.Errorf("file set %q has no default recipient and the map has none: add sets: %s: default: age1… for what its paths do not cover", set, set)
+	}
+	rest, err := recipients(append(append([]string(nil), keys...), m.operator...))
+	if err != nil {
+		return nil, err
+	}
+	out := []PathRecipients{{Prefix: "", Recipients: rest}}
+	for _, p := range e.paths {
+		r, err := recipients(append(append([]string(nil), p.recipients...), m.operator...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PathRecipients{Prefix: p.prefix, Recipients: r})
+	}
+	return out, nil
 }
 
 // recipientList reads one recipient or a list of them, and checks each.

@@ -89,7 +89,17 @@ type Node struct {
 	// Changed says the file changed while it was read: what is stored may
 	// mix before and after.
 	Changed bool `json:"changed,omitempty"`
+	// Item is set on what is not a file of the tree: a user's crontab
+	// (ItemCrontab, Path the user's name) or a command's output
+	// (ItemCommand, Path its name).
+	Item string `json:"item,omitempty"`
 }
+
+// The kinds of items.
+const (
+	ItemCrontab = "crontab"
+	ItemCommand = "command"
+)
 
 // Validate refuses a node read back that a restore must not follow: a
 // path that leaves the target (absolute, "..", empty segments), an
@@ -114,6 +124,14 @@ func (n Node) Validate() error {
 			return fmt.Errorf("node %q: hard link to %q: not an earlier path of the snapshot", shortName(n.Path), shortName(*n.HardLink))
 		}
 	}
+	if n.Item != "" {
+		if n.Item != ItemCrontab && n.Item != ItemCommand {
+			return fmt.Errorf("item %q: unknown kind %q", shortName(n.Path), n.Item)
+		}
+		if n.Type != TypeFile || n.HardLink != nil || n.Path == "" || strings.Contains(string(n.Path), "/") || ValidateItemName(string(n.Path)) != nil {
+			return fmt.Errorf("item %q: not a plain file with a one-segment name", shortName(n.Path))
+		}
+	}
 	if n.Mode&^0o7777 != 0 || n.Size < 0 {
 		return fmt.Errorf("node %q: mode %o or size %d out of range", shortName(n.Path), n.Mode, n.Size)
 	}
@@ -123,6 +141,15 @@ func (n Node) Validate() error {
 			return fmt.Errorf("node %q: data extents out of order or past its size", shortName(n.Path))
 		}
 		end = e[0] + e[1]
+	}
+	return nil
+}
+
+// ValidateItemName checks a --from-command name or a crontab's user: it
+// names a file when restored.
+func ValidateItemName(name string) error {
+	if err := checkRelative(name, false); err != nil || strings.Contains(name, "/") || len(name) > 200 {
+		return fmt.Errorf("item name %q: want one path segment (no '/', not '.' or '..'), at most 200 bytes", shortName(Name(name)))
 	}
 	return nil
 }

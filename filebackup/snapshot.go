@@ -32,6 +32,8 @@ type SnapshotHeader struct {
 	Host   string    `json:"host,omitempty"`
 	Paths  []Name    `json:"paths"`
 	Parent string    `json:"parent,omitempty"` // the snapshot unchanged files were taken from
+	// KeyID names the domain secret the chunk ids were made with.
+	KeyID string `json:"key_id"`
 }
 
 // ValidateSet checks a set's name (a key segment).
@@ -95,6 +97,13 @@ func (s *SnapshotWriter) Add(n Node) error {
 	}
 	s.n++
 	return s.enc.Encode(n)
+}
+
+// copyNodes appends node lines written (and validated) before, as a
+// backup's spool holds them.
+func (s *SnapshotWriter) copyNodes(r io.Reader) error {
+	_, err := io.Copy(s.buf, r)
+	return err
 }
 
 // Close stores the snapshot; it exists only once Close returns nil.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pgward/pgward/catalog"
 	"github.com/pgward/pgward/seal"
@@ -47,7 +48,12 @@ type IndexEntry struct {
 type Store struct {
 	Backend storage.Backend
 	Domain  string
-	Sealer  *seal.Sealer
+	// Sealer seals packs (to the domain's recipients); IndexSealer the
+	// index, to them and to the secret's Reader, so the writer can read
+	// back what it stored.
+	Sealer      *seal.Sealer
+	IndexSealer *seal.Sealer
+	KeyID       string // the secret's KeyID: the index's folder
 	// Known are the chunk ids the domain holds already.
 	Known map[string]bool
 
@@ -57,6 +63,7 @@ type Store struct {
 	pack    *PackWriter
 	index   []IndexEntry
 	Written int64 // plaintext bytes stored into packs by this run
+	Stored  int64 // sealed bytes of the packs this run stored
 }
 
 func newID() string {
@@ -103,10 +110,21 @@ func (s *Store) Add(ctx context.Context, id string, data []byte) error {
 	return nil
 }
 
+// ClosePack stores the open pack, if any, so that another domain's store
+// may open one: a backup keeps one pack upload in flight, whatever the
+// number of domains.
+func (s *Store) ClosePack() error {
+	if s.pack == nil {
+		return nil
+	}
+	return s.closePack()
+}
+
 func (s *Store) closePack() error {
 	entries, err := s.pack.Finish()
 	if err == nil {
 		err = s.cur.Close()
+		s.Stored += s.cur.StoredBytes()
 	} else {
 		s.cur.Abort(err)
 	}
@@ -139,8 +157,15 @@ func (s *Store) Flush(ctx context.Context) (indexKey string, err error) {
 			return "", err
 		}
 	}
-	indexKey = Prefix(s.Domain) + "index/" + newID() + s.Sealer.Suffix()
-	w, err := catalog.NewObjectWriter(ctx, s.Backend.Create, indexKey, s.Sealer, seal.Claims{Kind: KindIndex}, nil)
+	if s.KeyID == "" {
+		return "", errors.New("store: no key id for the index")
+	}
+	sealer := s.IndexSealer
+	if sealer == nil {
+		sealer = s.Sealer
+	}
+	indexKey = IndexKey(s.Domain, s.KeyID, newID(), sealer.Suffix())
+	w, err := catalog.NewObjectWriter(ctx, s.Backend.Create, indexKey, sealer, seal.Claims{Kind: KindIndex}, nil)
 	if err != nil {
 		return "", err
 	}
@@ -155,59 +180,94 @@ func (s *Store) Flush(ctx context.Context) (indexKey string, err error) {
 	return indexKey, nil
 }
 
+// IndexKey is where index id of domain's secret keyID is stored.
+func IndexKey(domain, keyID, id, suffix string) string {
+	return Prefix(domain) + "index/" + keyID + "/" + id + suffix
+}
+
 // maxIndex bounds an index object read back.
 const maxIndex = 256 << 20
 
 // ReadIndexes reads every index of domain: where each chunk is. An entry
 // that names no valid place is refused; the chunk itself is checked when
 // it is read (ReadChunks).
-func ReadIndexes(ctx context.Context, b storage.Backend, o *seal.Opener, domain string) (map[string]IndexEntry, error) {
+//
+// keyID "" reads the indexes of every secret of the domain; else only
+// those of that secret (all a backing-up host can open).
+func ReadIndexes(ctx context.Context, b storage.Backend, o *seal.Opener, domain, keyID string) (map[string]IndexEntry, error) {
+	out := map[string]IndexEntry{}
+	err := EachIndex(ctx, b, o, domain, keyID, func(_ string, e IndexEntry) error {
+		out[e.ID] = e
+		return nil
+	})
+	return out, err
+}
+
+// IndexKeys lists the index objects of domain (of secret keyID, or all).
+func IndexKeys(ctx context.Context, b storage.Backend, domain, keyID string) ([]string, error) {
 	if err := ValidateDomain(domain); err != nil {
 		return nil, err
 	}
-	out := map[string]IndexEntry{}
 	prefix := Prefix(domain) + "index/"
+	if keyID != "" {
+		prefix += keyID + "/"
+	}
 	var keys []string
-	if err := b.List(ctx, prefix, func(oi storage.ObjectInfo) error { keys = append(keys, oi.Key); return nil }); err != nil {
-		return nil, err
+	err := b.List(ctx, prefix, func(oi storage.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
+	return keys, err
+}
+
+// EachIndex calls fn with every entry of every index of domain (of secret
+// keyID, or all), each checked to name a valid place, with the index's key.
+func EachIndex(ctx context.Context, b storage.Backend, o *seal.Opener, domain, keyID string, fn func(indexKey string, e IndexEntry) error) error {
+	keys, err := IndexKeys(ctx, b, domain, keyID)
+	if err != nil {
+		return err
 	}
 	for _, key := range keys {
-		rc, _, err := b.Get(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		r, err := o.NewReader(rc, seal.Expect{Key: key, Kind: KindIndex, Size: -1})
-		if err != nil {
-			rc.Close()
-			return nil, err
-		}
-		dec := json.NewDecoder(io.LimitReader(r, maxIndex))
-		for {
-			var e IndexEntry
-			if err := dec.Decode(&e); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				r.Close()
-				rc.Close()
-				return nil, fmt.Errorf("%s: %w", key, err)
-			}
-			if len(e.ID) != 64 || len(e.Pack) != 32 || e.Offset < 0 || e.Length < 0 || e.Length > 64<<20 {
-				r.Close()
-				rc.Close()
-				return nil, fmt.Errorf("%s: an entry that names no valid place", key)
-			}
-			if _, err := hex.DecodeString(e.ID + e.Pack); err != nil {
-				r.Close()
-				rc.Close()
-				return nil, fmt.Errorf("%s: an entry that names no valid place", key)
-			}
-			out[e.ID] = e
-		}
-		err = r.Close() // the seal's checks end here
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
+		if err := eachEntry(ctx, b, o, key, fn); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
+}
+
+func eachEntry(ctx context.Context, b storage.Backend, o *seal.Opener, key string, fn func(string, IndexEntry) error) error {
+	rc, _, err := b.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	r, err := o.NewReader(rc, seal.Expect{Key: key, Kind: KindIndex, Size: -1})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	dec := json.NewDecoder(io.LimitReader(r, maxIndex))
+	for {
+		var e IndexEntry
+		if err := dec.Decode(&e); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		if _, err := hex.DecodeString(e.ID + e.Pack); err != nil || len(e.ID) != 64 || len(e.Pack) != 32 || e.Offset < 0 || e.Length < 0 || e.Length > 64<<20 {
+			return fmt.Errorf("%s: an entry that names no valid place", key)
+		}
+		if err := fn(key, e); err != nil {
+			return err
+		}
+	}
+	if err := r.Close(); err != nil { // the seal's checks end here
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// IndexKeyID is the secret an index object's entries were made with:
+// its folder.
+func IndexKeyID(key string) string {
+	_, rest, _ := strings.Cut(key, "/index/")
+	id, _, _ := strings.Cut(rest, "/")
+	return id
 }

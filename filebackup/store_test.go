@@ -29,7 +29,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	s := Secret{9}
 	sp, _ := s.NewSplitter()
 	file := data(10, 40<<20) // more than two packs
-	st := &Store{Backend: store, Domain: "shop", Sealer: sealer}
+	st := &Store{Backend: store, Domain: "shop", Sealer: sealer, KeyID: s.KeyID()}
 	var ids []string
 	err = sp.Split(bytes.NewReader(file), func(c []byte) error {
 		ids = append(ids, s.ChunkID(c))
@@ -42,7 +42,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err != nil || !strings.HasPrefix(key, "files/shop/index/") {
 		t.Fatalf("Flush = %q, %v", key, err)
 	}
-	idx, err := ReadIndexes(t.Context(), store, opener, "shop")
+	idx, err := ReadIndexes(t.Context(), store, opener, "shop", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +96,10 @@ func TestStoreRoundTrip(t *testing.T) {
 
 	// Another identity reads nothing.
 	other, _ := age.GenerateX25519Identity()
-	if _, err := ReadIndexes(t.Context(), store, seal.NewOpener([]age.Identity{other}), "shop"); !errors.Is(err, seal.ErrWrongIdentity) {
+	if _, err := ReadIndexes(t.Context(), store, seal.NewOpener([]age.Identity{other}), "shop", ""); !errors.Is(err, seal.ErrWrongIdentity) {
 		t.Errorf("another customer's identity: %v", err)
 	}
-	if _, err := ReadIndexes(t.Context(), store, opener, "../shop"); err == nil {
+	if _, err := ReadIndexes(t.Context(), store, opener, "../shop", ""); err == nil {
 		t.Error("a domain that is a path was accepted")
 	}
 }
@@ -122,7 +122,7 @@ func TestReadIndexesRefusesBadEntries(t *testing.T) {
 		`not json`,
 	} {
 		store := memory.New()
-		key := Prefix("shop") + "index/" + strings.Repeat("c", 32) + sealer.Suffix()
+		key := Prefix("shop") + "index/k/" + strings.Repeat("c", 32) + sealer.Suffix()
 		w, err := catalog.NewObjectWriter(t.Context(), store.Create, key, sealer, seal.Claims{Kind: KindIndex}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -131,7 +131,7 @@ func TestReadIndexesRefusesBadEntries(t *testing.T) {
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ReadIndexes(t.Context(), store, opener, "shop"); err == nil {
+		if _, err := ReadIndexes(t.Context(), store, opener, "shop", ""); err == nil {
 			t.Errorf("index line %s was accepted", line)
 		}
 	}

@@ -49,6 +49,17 @@ func Walk(root string, opts WalkOptions, fn func(full string, n Node) error) err
 	return w.visit(root, "", fi)
 }
 
+// StatNode is the node of one entry, as a walk records it (the root's
+// path, "").
+func StatNode(full string) (Node, error) {
+	w := walker{links: map[[2]uint64]Name{}, users: map[uint32]string{}, groups: map[uint32]string{}}
+	fi, err := os.Lstat(full)
+	if err != nil {
+		return Node{}, err
+	}
+	return w.node(full, "", fi)
+}
+
 type walker struct {
 	opts    WalkOptions
 	fn      func(string, Node) error
