@@ -191,7 +191,7 @@ type backup struct {
 	runs   map[string]*run // by route prefix
 	order  []*run
 	id     string
-	open   *Store // the one store with a pack upload in flight
+	open   *Store          // the one store with a pack upload in flight
 	seen   map[string]bool // directories above the paths, recorded
 }
 
