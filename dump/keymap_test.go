@@ -87,3 +87,42 @@ func TestKeyMapRejectsBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyMapSetsGiveEachPathItsCustomer(t *testing.T) {
+	m, err := dump.ParseKeyMap([]byte(`
+operator: ` + keyOp + `
+sets:
+  etc: ` + keyC + `
+  home:
+    default: ` + keyC + `
+    paths:
+      /home/alice: ` + keyA + `
+      "/home/b o b": [` + keyB + `]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := m.ForSet("home")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, r := range routes {
+		got[r.Prefix] = r.Keys
+	}
+	want := map[string][]string{"": {keyC, keyOp}, "/home/alice": {keyA, keyOp}, "/home/b o b": {keyB, keyOp}}
+	for p, keys := range want {
+		if !slices.Equal(got[p], keys) {
+			t.Errorf("ForSet(home)[%q] = %v, want %v", p, got[p], keys)
+		}
+	}
+	if _, err := m.ForSet("www"); err == nil || !strings.Contains(err.Error(), `file set "www"`) {
+		t.Errorf("ForSet of an unmapped set without default: %v", err)
+	}
+	for _, bad := range []string{"relative/path", "/home/../etc", "/home/alice/", "/", "\"/a\\nb\""} {
+		_, err := dump.ParseKeyMap([]byte("sets:\n  home:\n    paths:\n      " + bad + ": " + keyA + "\n"))
+		if err == nil {
+			t.Errorf("path prefix %q accepted", bad)
+		}
+	}
+}
