@@ -207,6 +207,12 @@ func (b *backup) runFor(rt Route, cancel context.CancelCauseFunc) (*run, error) 
 		return nil, errors.New("file backup: a route without recipients (files are always encrypted)")
 	}
 	name := DomainName(o.Host, rt.Recipients)
+	for _, r := range b.order {
+		if r.name == name { // another prefix with the same recipients: one domain, one lock
+			b.runs[rt.Prefix] = r
+			return r, nil
+		}
+	}
 	packSealer := seal.NewSealer(recips, seal.LevelFastest, 0).SignWith(o.Signer)
 	secret, err := hostSecret(b.ctx, o.Backend, packSealer, o.StateDir, name, rt.Recipients, o.Log)
 	if err != nil {
@@ -497,13 +503,10 @@ func (b *backup) finish() error {
 		if _, err := r.spool.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		h := SnapshotHeader{ID: b.id, Set: b.o.Set, Domain: r.name, Time: b.o.Now().UTC(), Host: b.o.Host, KeyID: r.secret.KeyID()}
+		t, _ := time.Parse("20060102T150405Z", b.id) // SnapshotID made it
+		h := SnapshotHeader{ID: b.id, Set: b.o.Set, Domain: r.name, Time: t, Host: b.o.Host, KeyID: r.secret.KeyID()}
 		for _, p := range b.o.Paths {
 			h.Paths = append(h.Paths, Name(p))
-		}
-		t, err := time.Parse("20060102T150405Z", b.id)
-		if err == nil {
-			h.Time = t
 		}
 		w, err := NewSnapshotWriter(b.ctx, b.o.Backend, r.meta, h)
 		if err != nil {

@@ -396,6 +396,9 @@ func forEachChunk(n Node, fn func(id string, off int64) error, places map[string
 		off += p.Length
 		left -= p.Length
 	}
+	if left != 0 || ei+1 < len(extents) {
+		return fmt.Errorf("%s: its chunks do not fill its size", shortName(n.Path))
+	}
 	return nil
 }
 
