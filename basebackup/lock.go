@@ -66,6 +66,14 @@ func (l *lock) setBackup(id string) error {
 // expire or is gone (with a warning), and keeps renewing it until
 // release.
 func acquireLock(ctx context.Context, store storage.Backend, key string, lease time.Duration, now func() time.Time, log *slog.Logger, onLoss func(error)) (*lock, error) {
+	return acquireLockAs(ctx, store, key, lease, now, log, onLoss, ErrLocked)
+}
+
+// ErrHeld is returned (wrapped) by LockKey when another run holds the lock.
+var ErrHeld = errors.New("another run holds this lock")
+
+// acquireLockAs is acquireLock, answering busy when the lock is held.
+func acquireLockAs(ctx context.Context, store storage.Backend, key string, lease time.Duration, now func() time.Time, log *slog.Logger, onLoss func(error), busy error) (*lock, error) {
 	host, _ := os.Hostname()
 	bootID, pidNS := processIdentity()
 	l := &lock{store: store, key: key, lease: lease, log: log, onLoss: onLoss, now: now,
@@ -87,15 +95,19 @@ func acquireLock(ctx context.Context, store storage.Backend, key string, lease t
 			return nil, err
 		}
 		if now().Before(held.Expires) && !held.holderGone() {
-			return nil, fmt.Errorf("%w: %s started backup %s at %s (lease until %s)", ErrLocked,
-				held.Holder, held.Backup, held.Since.Format(time.RFC3339), held.Expires.Format(time.RFC3339))
+			task := held.Backup
+			if busy == ErrLocked {
+				task = "backup " + task
+			}
+			return nil, fmt.Errorf("%w: %s started %s at %s (lease until %s)", busy,
+				held.Holder, task, held.Since.Format(time.RFC3339), held.Expires.Format(time.RFC3339))
 		}
 		log.Warn("breaking a backup lock whose holder is gone", "holder", held.Holder, "backup_id", held.Backup, "lease_until", held.Expires)
 		if err := store.Delete(ctx, l.key); err != nil {
 			return nil, fmt.Errorf("break the expired backup lock: %w", err)
 		}
 	}
-	return nil, fmt.Errorf("%w: lost the race for an expired lock", ErrLocked)
+	return nil, fmt.Errorf("%w: lost the race for an expired lock", busy)
 }
 
 func readLock(ctx context.Context, store storage.Backend, key string) (lockRecord, error) {
@@ -209,7 +221,11 @@ func Lock(ctx context.Context, store storage.Backend, layout catalog.Layout, now
 // object) and returns its release; onLoss, when set, is called if the
 // lock is lost while held. File backups and their prune share this lock.
 func LockKey(ctx context.Context, store storage.Backend, key, task string, now func() time.Time, log *slog.Logger, onLoss func(error)) (func(), error) {
-	l, err := acquireLock(ctx, store, key, DefaultLease, now, log, onLoss)
+	busy := ErrHeld
+	if task == "prune" {
+		busy = ErrLocked // a cluster's prune waits on its base backups
+	}
+	l, err := acquireLockAs(ctx, store, key, DefaultLease, now, log, onLoss, busy)
 	if err != nil {
 		return nil, err
 	}
