@@ -187,3 +187,39 @@ func TestCommandItems(t *testing.T) {
 		t.Error("a failed command's output was stored")
 	}
 }
+
+// A key object copied under another key id, or another domain, is refused.
+func TestDomainKeysRefuseMovedObjects(t *testing.T) {
+	op := newCustomer(t)
+	store := memory.New()
+	res, err := Backup(t.Context(), BackupOptions{Backend: store, Set: "etc", Host: "h", StateDir: t.TempDir(),
+		Routes: []Route{{Recipients: []string{op.recipient}}}, Commands: []Command{{Name: "x", Command: "echo x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	domain := res.Domains[0]
+	keys, err := LoadDomainKeys(t.Context(), store, op.opener, domain)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("LoadDomainKeys = %v, %v", keys, err)
+	}
+	var src string
+	for id := range keys {
+		src = KeyKey(domain, id, seal.SuffixEncrypted)
+	}
+	rc, _, err := store.Get(t.Context(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := seal.ReadAll(rc, 1<<20)
+	rc.Close()
+	for _, moved := range []string{KeyKey(domain, "0000000000000000", seal.SuffixEncrypted), KeyKey("other-domain", "x", seal.SuffixEncrypted)} {
+		s2 := memory.New()
+		if err := s2.Put(t.Context(), moved, bytes.NewReader(body), int64(len(body)), nil); err != nil {
+			t.Fatal(err)
+		}
+		d, _, _ := strings.Cut(strings.TrimPrefix(moved, "files/"), "/")
+		if _, err := LoadDomainKeys(t.Context(), s2, op.opener, d); err == nil {
+			t.Errorf("a key object moved to %s was accepted", moved)
+		}
+	}
+}

@@ -113,7 +113,7 @@ func LoadDomainKeys(ctx context.Context, b storage.Backend, o *seal.Opener, doma
 			return nil, fmt.Errorf("%s: not a key record (its secret is not 32 bytes)", key)
 		}
 		copy(s[:], raw)
-		if rec.Domain != domain || s.KeyID() != rec.KeyID || !strings.HasPrefix(key, KeyKey(domain, rec.KeyID, "")) {
+		if rec.Domain != domain || s.KeyID() != rec.KeyID || (key != KeyKey(domain, rec.KeyID, seal.SuffixEncrypted) && key != KeyKey(domain, rec.KeyID, seal.SuffixPlain)) {
 			return nil, fmt.Errorf("%s: a key record of another place (%s/%s)", key, rec.Domain, rec.KeyID)
 		}
 		out[rec.KeyID] = DomainKey{Domain: domain, Secret: s, Recipients: rec.Recipients}
